@@ -1,0 +1,162 @@
+"""The ``hil`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from stack.iface import Interface, InterfaceConfig
+from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice
+from stack.phy.base import Device
+from stack.phy.loop import run
+from stack.services import ServiceSpec, parse_services, start_services
+from stack.time import MonotonicClock
+from stack.wire import addr as A
+
+
+def _iface_addr(text: str) -> tuple[bytes, int]:
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS/PREFIX (e.g. 10.0.0.2/24): {exc}")
+    return iface.ip.packed, iface.network.prefixlen
+
+
+def _ip(text: str) -> bytes:
+    try:
+        return A.ip_parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address: {exc}")
+
+
+def _mac(text: str) -> bytes:
+    try:
+        return A.mac_parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def _services(text: str) -> list[ServiceSpec]:
+    try:
+        return parse_services(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hil", description="tcp-hil: test embedded TCP/IP stacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="run the reference stack")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True)
+    serve = stack_sub.add_parser(
+        "serve",
+        help="run the local stack as a host on a NIC until SIGINT/SIGTERM",
+        description="Run the reference stack as a host on a TAP or an existing interface.",
+    )
+    where = serve.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tap", metavar="NAME", help="TAP device to open (created if absent)")
+    where.add_argument("--iface", metavar="NAME", help="existing interface to use via AF_PACKET")
+    serve.add_argument("--netns", metavar="NS", help="network namespace holding the TAP/interface")
+    serve.add_argument("--mac", type=_mac, default=b"\x02\x00\x00\x00\x00\x01", help="our MAC")
+    serve.add_argument("--ipv4", type=_iface_addr, action="append", default=[], metavar="A/L")
+    serve.add_argument("--ipv6", type=_iface_addr, action="append", default=[], metavar="A/L")
+    serve.add_argument("--gateway", type=_ip, action="append", default=[], metavar="ADDR")
+    serve.add_argument("--mtu", type=int, default=1500)
+    serve.add_argument("--seed", type=int, default=0, help="seed of the stack's RNG")
+    serve.add_argument("--pcap", metavar="FILE", help="write every frame in and out as pcapng")
+    serve.add_argument("--udp-echo", type=int, action="append", default=[], metavar="PORT")
+    serve.add_argument(
+        "--services",
+        type=_services,
+        default=[],
+        metavar="LIST",
+        help="services, e.g. udp-echo:7 (TCP: echo:7,discard:9,chargen:19[:N])",
+    )
+    serve.add_argument("--no-dad", action="store_true", help="skip IPv6 duplicate address detection")
+    serve.set_defaults(func=cmd_stack_serve)
+    return parser
+
+
+def cmd_stack_serve(args: argparse.Namespace) -> int:
+    config = InterfaceConfig(mac=args.mac, mtu=args.mtu, seed=args.seed)
+    if args.no_dad:
+        config.dad_transmits = 0
+    services = list(args.services) + [ServiceSpec("udp-echo", p) for p in args.udp_echo]
+    iface = Interface(config)
+    for addr, plen in args.ipv4:
+        iface.add_ipv4(addr, plen)
+    for addr, plen in args.ipv6:
+        iface.add_ipv6(addr, plen)
+    for gw in args.gateway:
+        iface.set_gateway(gw)
+    try:
+        start_services(iface, services)
+    except NotImplementedError as exc:
+        print(f"hil stack serve: {exc}", file=sys.stderr)
+        return 2
+
+    device: Device
+    try:
+        if args.tap:
+            device = TapDevice(args.tap, netns=args.netns, create=True, mtu=args.mtu)
+        else:
+            device = AfPacketDevice(args.iface, netns=args.netns)
+    except OSError as exc:
+        where = f"TAP {args.tap}" if args.tap else f"interface {args.iface}"
+        ns = f" in netns {args.netns}" if args.netns else ""
+        print(f"hil stack serve: cannot open {where}{ns}: {exc}", file=sys.stderr)
+        return 1
+    writer = None
+    if args.pcap:
+        writer = PcapngWriter(args.pcap, device.link_type)
+        device = PcapDevice(device, writer)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    announced = False
+
+    def should_stop() -> bool:
+        nonlocal announced
+        if not announced and not any(a.state == "tentative" for a in iface.ipv6):
+            announced = True
+            held = [f"{A.ip_str(a.addr)}/{a.prefix_len}" for a in iface.ipv4]
+            held += [f"{A.ip_str(a.addr)}/{a.prefix_len} ({a.state})" for a in iface.ipv6]
+            svc = ", ".join(str(s) for s in services) or "none"
+            print(f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}", flush=True)
+        return stop.is_set()
+
+    try:
+        run(iface, device, MonotonicClock(), stop=should_stop)
+    finally:
+        device.close()
+        if writer is not None:
+            writer.close()
+    c = iface.counters
+    print(
+        f"frames in {c['rx.frames']}, out {c['tx.frames']}, malformed dropped {c['rx.malformed']}, "
+        f"other drops {c['rx.drop']}, internal errors {c['internal-error']}",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Fixtures for tests that need root: network namespaces, TAPs, the stack as a process.
+
+Everything created here carries the ``hilt-`` prefix; leftovers of a killed run are removed at
+session start, and every fixture removes what it made even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PREFIX = "hilt-"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        if os.environ.get("CI"):
+            pytest.fail("integration tests need root and iproute2; CI must run them, not skip them")
+        pytest.skip("needs root and iproute2 (run as root; CI always does)")
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def _gc_leftovers() -> None:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(PREFIX):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_gc() -> Iterator[None]:
+    if os.geteuid() == 0 and shutil.which("ip"):
+        _gc_leftovers()
+    yield
+
+
+@dataclass
+class Netns:
+    """A namespace holding a persistent TAP that the Linux kernel stack owns one side of."""
+
+    name: str
+    tap: str = "hiltap0"
+    v4: str = "10.77.0.1"
+    v6: str = "2001:db8:77::1"
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.name, *argv, check=check, timeout=timeout)
+
+    def python(self, code: str, timeout: float = 30) -> str:
+        return self.run(sys.executable, "-c", code, timeout=timeout).stdout
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    _need_root()
+    ns = Netns(PREFIX + secrets.token_hex(3))
+    sh("ip", "netns", "add", ns.name)
+    try:
+        n = ns.name
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+        sh("ip", "-n", n, "tuntap", "add", "dev", ns.tap, "mode", "tap")
+        sh("ip", "netns", "exec", n, "sysctl", "-qw", f"net.ipv6.conf.{ns.tap}.accept_dad=0")
+        sh("ip", "-n", n, "addr", "add", f"{ns.v4}/24", "dev", ns.tap)
+        sh("ip", "-n", n, "addr", "add", f"{ns.v6}/64", "dev", ns.tap, "nodad")
+        sh("ip", "-n", n, "link", "set", ns.tap, "up")
+        yield ns
+    finally:
+        for p in ns.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        sh("ip", "netns", "del", ns.name, check=False)
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    ready_line: str
+    mac: str = "02:00:00:00:00:02"
+    v4: str = "10.77.0.2"
+    v6: str = "2001:db8:77::2"
+    ll: str = "fe80::ff:fe00:2"
+
+    def stop(self) -> str:
+        """SIGTERM, then return everything the process printed after 'ready'."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        return out
+
+
+def start_stack(ns: Netns, *extra: str, pcap: Path | None = None) -> Served:
+    argv = [
+        sys.executable, "-m", "harness.cli", "stack", "serve",
+        "--tap", ns.tap, "--netns", ns.name, "--mac", "02:00:00:00:00:02",
+        "--ipv4", "10.77.0.2/24", "--ipv6", "2001:db8:77::2/64", *extra,
+    ]
+    if pcap is not None:
+        argv += ["--pcap", str(pcap)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    ns.procs.append(proc)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 15
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("ready:") or not line:
+            break
+    if not line.startswith("ready:"):
+        proc.kill()
+        rest = proc.stdout.read()
+        raise AssertionError(f"stack did not come up: {line}{rest}")
+    return Served(proc, line)
+
+
+@pytest.fixture
+def served(netns: Netns, tmp_path: Path) -> Iterator[Served]:
+    s = start_stack(netns, "--udp-echo", "7", pcap=tmp_path / "stack.pcapng")
+    yield s
+    if s.proc.poll() is None:
+        s.stop()
