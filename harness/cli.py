@@ -8,8 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
+from harness.demo import run_demo
 from stack.iface import Interface, InterfaceConfig
 from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice
 from stack.phy.base import Device
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-dad", action="store_true", help="skip IPv6 duplicate address detection")
     serve.set_defaults(func=cmd_stack_serve)
+
+    run_p = sub.add_parser(
+        "run",
+        help="the main job on the default lab",
+        description="Bring the local stack up in a virtual lab and show Linux talking to it.",
+    )
+    run_p.add_argument("--out", type=Path, default=None, help="output directory (default reports/<time>)")
+    run_p.set_defaults(func=lambda a: run_demo(a.out))
     return parser
 
 

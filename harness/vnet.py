@@ -1,0 +1,96 @@
+"""Network namespaces and TAPs for the virtual lab, crash-safe.
+
+Every namespace tcp-hil creates is named ``hil-<role>-<pid>``: the pid of the process that owns
+it. A run that dies by SIGKILL cannot clean up after itself, so every start first removes the
+``hil-`` namespaces whose owner pid is gone (:func:`gc_stale`); deleting a namespace removes the
+TAPs and veths inside it and, with them, the routes and addresses. Nothing outside namespaces
+this module created is ever touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+PREFIX = "hil-"
+
+
+class VnetError(RuntimeError):
+    pass
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and res.returncode != 0:
+        raise VnetError(f"ip {' '.join(args)}: {res.stderr.strip() or res.stdout.strip()}")
+    return res
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_netns() -> list[str]:
+    out = ip("netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def gc_stale(prefix: str = PREFIX) -> list[str]:
+    """Delete namespaces left by dead tcp-hil processes; returns their names."""
+    removed = []
+    for name in list_netns():
+        if not name.startswith(prefix):
+            continue
+        tail = name.rsplit("-", 1)[-1]
+        if tail.isdigit() and _pid_alive(int(tail)) and int(tail) != os.getpid():
+            continue
+        if tail.isdigit() and int(tail) == os.getpid():
+            continue
+        ip("netns", "del", name, check=False)
+        removed.append(name)
+    return removed
+
+
+@dataclass
+class TapLink:
+    """A namespace whose kernel stack owns one side of a TAP; a stack under test owns the other."""
+
+    netns: str
+    tap: str
+    addrs: list[str]
+
+    def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, timeout=timeout
+        )
+
+
+@contextmanager
+def tap_link(role: str, addrs: list[str], tap: str = "hiltap0") -> Iterator[TapLink]:
+    """Create ``hil-<role>-<pid>`` with a persistent TAP carrying ``addrs``; always removed."""
+    name = f"{PREFIX}{role}-{os.getpid()}"
+    ip("netns", "del", name, check=False)
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        ip("-n", name, "tuntap", "add", "dev", tap, "mode", "tap")
+        subprocess.run(
+            ["ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv6.conf.{tap}.accept_dad=0"],
+            capture_output=True, check=False,
+        )
+        for a in addrs:
+            extra = ["nodad"] if ":" in a else []
+            ip("-n", name, "addr", "add", a, "dev", tap, *extra)
+        ip("-n", name, "link", "set", tap, "up")
+        yield TapLink(name, tap, addrs)
+    finally:
+        ip("netns", "del", name, check=False)
