@@ -27,28 +27,57 @@ def main() -> int:
     rows = []
     with tap_link("bench", ["10.77.0.1/24", "2001:db8:77::1/64"]) as link:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", "stack", "serve", "--tap", link.tap, "--netns", link.netns,
-             "--mac", "02:00:00:00:00:02", "--ipv4", "10.77.0.2/24", "--ipv6", "2001:db8:77::2/64", "--no-dad"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "stack",
+                "serve",
+                "--tap",
+                link.tap,
+                "--netns",
+                link.netns,
+                "--mac",
+                "02:00:00:00:00:02",
+                "--ipv4",
+                "10.77.0.2/24",
+                "--ipv6",
+                "2001:db8:77::2/64",
+                "--no-dad",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert proc.stdout is not None
             proc.stdout.readline()
             for fam, target in (("IPv4", "10.77.0.2"), ("IPv6", "2001:db8:77::2")):
                 for size in (56, 1472 if fam == "IPv4" else 1452):
-                    argv = ["ping", "-6" if fam == "IPv6" else "-4", "-q", "-f", "-c", str(args.count),
-                            "-s", str(size), target]
+                    argv = [
+                        "ping",
+                        "-6" if fam == "IPv6" else "-4",
+                        "-q",
+                        "-f",
+                        "-c",
+                        str(args.count),
+                        "-s",
+                        str(size),
+                        target,
+                    ]
                     t0 = time.perf_counter()
                     out = link.exec(*argv, timeout=300).stdout
                     wall = time.perf_counter() - t0
                     received = int(re.search(r"(\d+) received", out).group(1))  # type: ignore[union-attr]
                     rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)", out)
                     frame = size + 8 + (20 if fam == "IPv4" else 40) + 14
-                    rows.append((fam, frame, received, received / wall, rtt.group(2) if rtt else "?"))
+                    rows.append(
+                        (fam, frame, received, received / wall, rtt.group(2) if rtt else "?")
+                    )
         finally:
             proc.terminate()
             summary = proc.communicate(timeout=10)[0].strip()
-    print(f"{'family':<6} {'frame B':>8} {'replies':>8} {'round trips/s':>14} {'frames/s':>10} {'avg RTT ms':>11}")
+    head = ("family", "frame B", "replies", "round trips/s", "frames/s", "avg RTT ms")
+    print(f"{head[0]:<6} {head[1]:>8} {head[2]:>8} {head[3]:>14} {head[4]:>10} {head[5]:>11}")
     for fam, frame, received, rate, avg in rows:
         print(f"{fam:<6} {frame:>8} {received:>8} {rate:>14.0f} {2 * rate:>10.0f} {avg:>11}")
     print(f"stack: {summary.splitlines()[-1] if summary else ''}")

@@ -25,7 +25,9 @@ def _iface_addr(text: str) -> tuple[bytes, int]:
     try:
         iface = ipaddress.ip_interface(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ADDRESS/PREFIX (e.g. 10.0.0.2/24): {exc}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ADDRESS/PREFIX (e.g. 10.0.0.2/24): {exc}"
+        ) from None
     return iface.ip.packed, iface.network.prefixlen
 
 
@@ -33,21 +35,21 @@ def _ip(text: str) -> bytes:
     try:
         return A.ip_parse(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address: {exc}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address: {exc}") from None
 
 
 def _mac(text: str) -> bytes:
     try:
         return A.mac_parse(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _services(text: str) -> list[ServiceSpec]:
     try:
         return parse_services(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="services, e.g. udp-echo:7 (TCP: echo:7,discard:9,chargen:19[:N])",
     )
-    serve.add_argument("--no-dad", action="store_true", help="skip IPv6 duplicate address detection")
+    serve.add_argument(
+        "--no-dad", action="store_true", help="skip IPv6 duplicate address detection"
+    )
     serve.set_defaults(func=cmd_stack_serve)
 
     run_p = sub.add_parser(
@@ -87,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job on the default lab",
         description="Bring the local stack up in a virtual lab and show Linux talking to it.",
     )
-    run_p.add_argument("--out", type=Path, default=None, help="output directory (default reports/<time>)")
+    run_p.add_argument(
+        "--out", type=Path, default=None, help="output directory (default reports/<time>)"
+    )
     run_p.set_defaults(func=lambda a: run_demo(a.out))
     return parser
 
@@ -143,7 +149,10 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
             held = [f"{A.ip_str(a.addr)}/{a.prefix_len}" for a in iface.ipv4]
             held += [f"{A.ip_str(a.addr)}/{a.prefix_len} ({a.state})" for a in iface.ipv6]
             svc = ", ".join(str(s) for s in services) or "none"
-            print(f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}", flush=True)
+            print(
+                f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}",
+                flush=True,
+            )
         return stop.is_set()
 
     try:

@@ -49,10 +49,30 @@ def run_demo(out_dir: Path | None = None) -> int:
     results: list[tuple[str, bool, str]] = []
     with tap_link("demo", ["10.77.0.1/24", "2001:db8:77::1/64"]) as link:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", "stack", "serve", "--tap", link.tap,
-             "--netns", link.netns, "--mac", STACK_MAC, "--ipv4", f"{STACK_V4}/24",
-             "--ipv6", f"{STACK_V6}/64", "--udp-echo", "7", "--pcap", str(pcap)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "stack",
+                "serve",
+                "--tap",
+                link.tap,
+                "--netns",
+                link.netns,
+                "--mac",
+                STACK_MAC,
+                "--ipv4",
+                f"{STACK_V4}/24",
+                "--ipv6",
+                f"{STACK_V6}/64",
+                "--udp-echo",
+                "7",
+                "--pcap",
+                str(pcap),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         try:
             assert proc.stdout is not None
@@ -64,19 +84,32 @@ def run_demo(out_dir: Path | None = None) -> int:
             checks = [
                 ("ping IPv4", ["ping", "-c3", "-i0.2", "-W2", STACK_V4]),
                 ("ping IPv6", ["ping", "-6", "-c3", "-i0.2", "-W2", STACK_V6]),
-                ("ping IPv6 link-local", ["ping", "-6", "-c3", "-i0.2", "-W2", f"{STACK_LL}%{link.tap}"]),
-                ("ping IPv4 -s 4000 (fragments)", ["ping", "-c3", "-i0.2", "-W2", "-s4000", STACK_V4]),
-                ("ping IPv6 -s 4000 (fragments)", ["ping", "-6", "-c3", "-i0.2", "-W2", "-s4000", STACK_V6]),
+                (
+                    "ping IPv6 link-local",
+                    ["ping", "-6", "-c3", "-i0.2", "-W2", f"{STACK_LL}%{link.tap}"],
+                ),
+                (
+                    "ping IPv4 -s 4000 (fragments)",
+                    ["ping", "-c3", "-i0.2", "-W2", "-s4000", STACK_V4],
+                ),
+                (
+                    "ping IPv6 -s 4000 (fragments)",
+                    ["ping", "-6", "-c3", "-i0.2", "-W2", "-s4000", STACK_V6],
+                ),
             ]
             for name, argv in checks:
                 t0 = time.monotonic()
                 res = link.exec(*argv)
-                rtt = next((ln.split("=")[1].strip() for ln in res.stdout.splitlines() if "rtt" in ln), "")
+                rtt = next(
+                    (ln.split("=")[1].strip() for ln in res.stdout.splitlines() if "rtt" in ln), ""
+                )
                 results.append((name, res.returncode == 0, rtt or f"{time.monotonic() - t0:.1f}s"))
             for fam, addr in (("IPv4", STACK_V4), ("IPv6", STACK_V6)):
                 res = link.exec(sys.executable, "-c", _UDP_CHECK, addr)
                 good = res.stdout.strip() == "4"
-                results.append((f"UDP echo {fam} (1..8000 B)", good, f"{res.stdout.strip() or 0}/4 byte-exact"))
+                results.append(
+                    (f"UDP echo {fam} (1..8000 B)", good, f"{res.stdout.strip() or 0}/4 byte-exact")
+                )
             neigh = link.exec("ip", "neigh", "show", "dev", link.tap).stdout
             results.append(("Linux resolved the stack (ARP+NDP)", neigh.count(STACK_MAC) >= 2, ""))
         finally:
@@ -91,9 +124,20 @@ def run_demo(out_dir: Path | None = None) -> int:
         from subprocess import run
 
         bad = run(
-            ["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
-             "-Y", '_ws.malformed || _ws.expert.severity == "Error"'],
-            capture_output=True, text=True,
+            [
+                "tshark",
+                "-n",
+                "-r",
+                str(pcap),
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-o",
+                "udp.check_checksum:TRUE",
+                "-Y",
+                '_ws.malformed || _ws.expert.severity == "Error"',
+            ],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         verdict = "no malformed frames (tshark)" if not bad else "tshark found problems:\n" + bad
         print(f"capture {pcap}: {verdict}")

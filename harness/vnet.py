@@ -70,7 +70,10 @@ class TapLink:
 
     def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, timeout=timeout
+            ["ip", "netns", "exec", self.netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
@@ -85,7 +88,8 @@ def tap_link(role: str, addrs: list[str], tap: str = "hiltap0") -> Iterator[TapL
         ip("-n", name, "tuntap", "add", "dev", tap, "mode", "tap")
         subprocess.run(
             ["ip", "netns", "exec", name, "sysctl", "-qw", f"net.ipv6.conf.{tap}.accept_dad=0"],
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
         for a in addrs:
             extra = ["nodad"] if ":" in a else []

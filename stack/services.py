@@ -39,7 +39,9 @@ def parse_services(text: str) -> list[ServiceSpec]:
         arg = None
         if len(parts) == 3:
             if kind != "chargen" or not parts[2].isdigit():
-                raise ValueError(f"service {item!r}: only chargen takes a third field (bytes to send)")
+                raise ValueError(
+                    f"service {item!r}: only chargen takes a third field (bytes to send)"
+                )
             arg = int(parts[2])
         elif len(parts) > 3:
             raise ValueError(f"service {item!r} has too many fields; use KIND:PORT[:ARG]")

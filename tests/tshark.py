@@ -7,15 +7,18 @@ import subprocess
 from pathlib import Path
 
 CHECKSUM_PREFS = [
-    "-o", "ip.check_checksum:TRUE",
-    "-o", "udp.check_checksum:TRUE",
-    "-o", "tcp.check_checksum:TRUE",
+    "-o",
+    "ip.check_checksum:TRUE",
+    "-o",
+    "udp.check_checksum:TRUE",
+    "-o",
+    "tcp.check_checksum:TRUE",
 ]
 PROBLEMS = (
-    "_ws.malformed || _ws.expert.severity == \"Error\""
-    " || ip.checksum.status == \"Bad\" || udp.checksum.status == \"Bad\""
-    " || tcp.checksum.status == \"Bad\" || icmp.checksum.status == \"Bad\""
-    " || icmpv6.checksum.status == \"Bad\""
+    '_ws.malformed || _ws.expert.severity == "Error"'
+    ' || ip.checksum.status == "Bad" || udp.checksum.status == "Bad"'
+    ' || tcp.checksum.status == "Bad" || icmp.checksum.status == "Bad"'
+    ' || icmpv6.checksum.status == "Bad"'
 )
 
 
@@ -29,9 +32,25 @@ def tshark() -> str:
 def problems(pcap: Path) -> list[str]:
     """Frames tshark calls malformed or whose checksums it finds bad, one line each."""
     out = subprocess.run(
-        [tshark(), "-n", "-r", str(pcap), *CHECKSUM_PREFS, "-Y", PROBLEMS,
-         "-T", "fields", "-e", "frame.number", "-e", "_ws.col.Info"],
-        capture_output=True, text=True, check=True, timeout=120,
+        [
+            tshark(),
+            "-n",
+            "-r",
+            str(pcap),
+            *CHECKSUM_PREFS,
+            "-Y",
+            PROBLEMS,
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "_ws.col.Info",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
     return [line for line in out.splitlines() if line.strip()]
 

@@ -174,7 +174,9 @@ class UdpSocket:
 
     def sendto(self, data: Buffer, dst: tuple[bytes, int], src: bytes | None = None) -> bool:
         """Queue a datagram; False when it cannot be sent (no route, too big with DF)."""
-        return self.iface.send_udp(self.iface.now, src or self.addr, self.port, dst[0], dst[1], data)
+        return self.iface.send_udp(
+            self.iface.now, src or self.addr, self.port, dst[0], dst[1], data
+        )
 
     def close(self) -> None:
         self.iface._udp.pop((self.addr, self.port), None)
@@ -224,7 +226,9 @@ class Interface:
 
     def add_ipv6(self, addr: bytes, prefix_len: int, dad: bool = True) -> Ipv6Address:
         addr = bytes(addr)
-        dad_on = dad and self.config.dad_transmits > 0 and self.config.link_type == LinkType.ETHERNET
+        dad_on = (
+            dad and self.config.dad_transmits > 0 and self.config.link_type == LinkType.ETHERNET
+        )
         entry = Ipv6Address(addr, prefix_len)
         if dad_on:
             entry.state = "tentative"
@@ -309,7 +313,11 @@ class Interface:
             self.neighbors.poll_at(),
             self._reasm4.poll_at(),
             self._reasm6.poll_at(),
-            *(a.dad_next if a.dad_next is not None else self.now for a in self.ipv6 if a.state == "tentative"),
+            *(
+                a.dad_next if a.dad_next is not None else self.now
+                for a in self.ipv6
+                if a.state == "tentative"
+            ),
             *(p.poll_at() for p in self._pollers),
         ]
         valid = [t for t in times if t is not None]
@@ -389,7 +397,9 @@ class Interface:
 
     # ------------------------------------------------------------------ ARP
 
-    def _send_arp(self, op: int, sender_ip: bytes, target_mac: bytes, target_ip: bytes, dst: bytes) -> None:
+    def _send_arp(
+        self, op: int, sender_ip: bytes, target_mac: bytes, target_ip: bytes, dst: bytes
+    ) -> None:
         arp = ArpPacket(op, self.mac, sender_ip, target_mac, target_ip)
         buf = bytearray(arp.header_len)
         arp.emit(buf, 0)
@@ -413,7 +423,9 @@ class Interface:
         is_target = target_ip in self._v4_local
         if sender_ip != A.IPV4_ANY:
             # RFC 826: merge the sender into the table; create an entry only if we are the target
-            ready = (self.neighbors.fill if is_target else self.neighbors.refresh)(now, sender_ip, sender_mac)
+            ready = (self.neighbors.fill if is_target else self.neighbors.refresh)(
+                now, sender_ip, sender_mac
+            )
             self._flush_ready(ready, sender_mac)
         if arp.op == ARP_REQUEST and is_target:
             self._send_arp(ARP_REPLY, target_ip, sender_mac, sender_ip, sender_mac)
@@ -434,13 +446,17 @@ class Interface:
         dst = bytes(ip.dst)
         src = bytes(ip.src)
         unicast = dst in self._v4_local
-        if not unicast and dst not in self._v4_bcast and not (dst[0] & 0xF0 == 0xE0):
+        if not unicast and dst not in self._v4_bcast and dst[0] & 0xF0 != 0xE0:
             self._drop("not-our-ip")
             return
         packet = data[: ip.header_len + ip.payload_len]
         if ip.more_frags or ip.frag_offset:
             res = self._reasm4.feed(
-                now, (src, dst, ip.protocol, ip.ident), ip.frag_offset, ip.more_frags, bytes(l4),
+                now,
+                (src, dst, ip.protocol, ip.ident),
+                ip.frag_offset,
+                ip.more_frags,
+                bytes(l4),
                 bytes(packet) if ip.frag_offset == 0 else None,
             )
             if res.dropped:
@@ -465,7 +481,9 @@ class Interface:
             else:
                 self._drop("unknown-protocol")
 
-    def _rx_icmpv4(self, now: int, src: bytes, dst: bytes, unicast: bool, l4: memoryview, packet: memoryview) -> None:
+    def _rx_icmpv4(
+        self, now: int, src: bytes, dst: bytes, unicast: bool, l4: memoryview, packet: memoryview
+    ) -> None:
         try:
             msg, _ = Icmpv4Message.parse(l4)
         except Malformed as exc:
@@ -479,7 +497,9 @@ class Interface:
             reply = Icmpv4Message.echo_reply(msg.ident, msg.seq, bytes(msg.data))
             self.send_ip(now, src, IpProto.ICMP, reply.to_bytes(), src=dst if unicast else None)
 
-    def _icmpv4_error(self, now: int, type_: int, code: int, packet: memoryview, mtu: int = 0) -> None:
+    def _icmpv4_error(
+        self, now: int, type_: int, code: int, packet: memoryview, mtu: int = 0
+    ) -> None:
         """RFC 1122 3.2.2 / RFC 1812 4.3.2.7: never about errors, broadcasts or later fragments."""
         try:
             ip, l4 = Ipv4Header.parse(packet, verify_checksum=False)
@@ -521,7 +541,9 @@ class Interface:
             self._drop("not-our-ip")
             return
         packet = data[: _IPV6_HDR + ip.payload_len]
-        self._rx_ipv6_payload(now, ip, src, dst, unicast, tentative, ip.next_header, payload, packet, _IPV6_HDR)
+        self._rx_ipv6_payload(
+            now, ip, src, dst, unicast, tentative, ip.next_header, payload, packet, _IPV6_HDR
+        )
 
     def _rx_ipv6_payload(
         self,
@@ -560,13 +582,17 @@ class Interface:
                     return
             elif isinstance(ext, Ipv6Fragment):
                 data = payload[offset - base + ext.header_len :]
-                self._rx_ipv6_fragment(now, ip, src, dst, unicast, tentative, ext, data, packet, offset)
+                self._rx_ipv6_fragment(
+                    now, ip, src, dst, unicast, tentative, ext, data, packet, offset
+                )
                 return
             nh_field = offset
             offset += ext.header_len
         self._rx_ipv6_upper(now, ip, src, dst, unicast, tentative, nh, upper, packet, nh_field)
 
-    def _check_options(self, now: int, ext: Ipv6Options, packet: memoryview, offset: int, dst: bytes) -> bool:
+    def _check_options(
+        self, now: int, ext: Ipv6Options, packet: memoryview, offset: int, dst: bytes
+    ) -> bool:
         """RFC 8200 4.2: the two high bits of an unknown option's type say what to do."""
         pos = offset + 2
         for opt_type, opt_data in ext.options:
@@ -579,7 +605,9 @@ class Interface:
                 continue
             self._drop("unknown-ipv6-option")
             if action == 2 or (action == 3 and not A.is_ipv6_multicast(dst)):
-                self._icmpv6_error(now, ICMP6_PARAM_PROBLEM, 2, packet, pointer=pos, allow_multicast=True)
+                self._icmpv6_error(
+                    now, ICMP6_PARAM_PROBLEM, 2, packet, pointer=pos, allow_multicast=True
+                )
             return False
         return True
 
@@ -596,13 +624,22 @@ class Interface:
         packet: memoryview,
         offset: int,
     ) -> None:
-        """``data`` follows the fragment header at ``offset``; headers after it wait for reassembly."""
+        """``data`` follows the fragment header at ``offset``.
+
+        Headers after a fragment header belong to the fragmentable part: they wait for reassembly.
+        """
         if frag.offset == 0 and not frag.more:
             # RFC 8200 4.5: an atomic fragment is processed at once, outside reassembly
-            self._rx_ipv6_payload(now, ip, src, dst, unicast, tentative, frag.next_header, data, packet, offset + 8)
+            self._rx_ipv6_payload(
+                now, ip, src, dst, unicast, tentative, frag.next_header, data, packet, offset + 8
+            )
             return
         res = self._reasm6.feed(
-            now, (src, dst, frag.ident), frag.offset, frag.more, bytes(data),
+            now,
+            (src, dst, frag.ident),
+            frag.offset,
+            frag.more,
+            bytes(data),
             bytes(packet) if frag.offset == 0 else None,
         )
         if res.dropped:
@@ -612,7 +649,16 @@ class Interface:
         self.counters["rx.ipv6.reassembled"] += 1
         whole = memoryview(bytes(packet[:offset]) + res.payload)
         self._rx_ipv6_payload(
-            now, ip, src, dst, unicast, tentative, frag.next_header, memoryview(res.payload), whole, offset
+            now,
+            ip,
+            src,
+            dst,
+            unicast,
+            tentative,
+            frag.next_header,
+            memoryview(res.payload),
+            whole,
+            offset,
         )
 
     def _rx_ipv6_upper(
@@ -683,7 +729,13 @@ class Interface:
             return
         if t == ICMP6_ECHO_REQUEST and msg.code == 0:
             reply = Icmpv6Message.echo_reply(msg.ident, msg.seq, bytes(msg.data))
-            self.send_ip(now, src, IpProto.ICMPV6, lambda s, d: reply.to_bytes(s, d), src=dst if unicast else None)
+            self.send_ip(
+                now,
+                src,
+                IpProto.ICMPV6,
+                lambda s, d: reply.to_bytes(s, d),
+                src=dst if unicast else None,
+            )
 
     @staticmethod
     def _lladdr(options: list[NdpOption], kind: int) -> bytes | None:
@@ -785,7 +837,9 @@ class Interface:
             self.counters["tx.icmp.rate-limited"] += 1
             return
         invoking = bytes(packet[: _IPV6_MIN_MTU - _IPV6_HDR - 8])
-        rest = pointer if type_ == ICMP6_PARAM_PROBLEM else mtu if type_ == ICMP6_PACKET_TOO_BIG else 0
+        rest = (
+            pointer if type_ == ICMP6_PARAM_PROBLEM else mtu if type_ == ICMP6_PACKET_TOO_BIG else 0
+        )
         msg = Icmpv6Message(type_, code, rest, invoking)
         self.counters[f"tx.icmpv6.type{type_}.code{code}"] += 1
         source = dst if dst in self._v6_local else None
@@ -793,7 +847,9 @@ class Interface:
 
     # ------------------------------------------------------------------ UDP
 
-    def _rx_udp(self, now: int, src: bytes, dst: bytes, unicast: bool, data: memoryview, packet: memoryview) -> None:
+    def _rx_udp(
+        self, now: int, src: bytes, dst: bytes, unicast: bool, data: memoryview, packet: memoryview
+    ) -> None:
         try:
             udp, payload = UdpHeader.parse(data, src, dst)
         except Malformed as exc:
@@ -833,12 +889,12 @@ class Interface:
                 if network_of(dst, a.prefix_len) == network_of(a.addr, a.prefix_len):
                     return a.addr
             return self.ipv4[0].addr if self.ipv4 else None
-        preferred = [a for a in self.ipv6 if a.state == "preferred"]
+        preferred = [a6.addr for a6 in self.ipv6 if a6.state == "preferred"]
         want_ll = A.is_ipv6_link_local(dst) or (A.is_ipv6_multicast(dst) and (dst[1] & 0x0F) == 2)
-        for a in preferred:
-            if A.is_ipv6_link_local(a.addr) == want_ll:
-                return a.addr
-        return preferred[0].addr if preferred else None
+        for addr in preferred:
+            if A.is_ipv6_link_local(addr) == want_ll:
+                return addr
+        return preferred[0] if preferred else None
 
     def _next_hop(self, dst: bytes) -> bytes | None:
         if len(dst) == 4:
@@ -851,8 +907,8 @@ class Interface:
         else:
             if A.is_ipv6_link_local(dst) or A.is_ipv6_multicast(dst):
                 return dst
-            for a in self.ipv6:
-                if network_of(dst, a.prefix_len) == network_of(a.addr, a.prefix_len):
+            for a6 in self.ipv6:
+                if network_of(dst, a6.prefix_len) == network_of(a6.addr, a6.prefix_len):
                     return dst
             route = self.routes6.lookup(dst)
         if route is None:
@@ -884,7 +940,9 @@ class Interface:
             return False
         payload = l4(source, dst) if callable(l4) else l4
         if len(dst) == 4:
-            return self._send_ipv4(now, source, dst, next_hop, protocol, payload, ttl, dont_frag, tos)
+            return self._send_ipv4(
+                now, source, dst, next_hop, protocol, payload, ttl, dont_frag, tos
+            )
         return self._send_ipv6(now, source, dst, next_hop, protocol, payload, ttl, tos)
 
     def _send_ipv4(
@@ -954,19 +1012,25 @@ class Interface:
                 body = bytearray(8 + len(chunk))
                 frag.emit(body, 0)
                 body[8:] = chunk
-                packets.append(self._ipv6_packet(src, dst, IpProto.IPV6_FRAG, body, hop_limit, tclass))
+                packets.append(
+                    self._ipv6_packet(src, dst, IpProto.IPV6_FRAG, body, hop_limit, tclass)
+                )
             self.counters["tx.ipv6.fragmented"] += 1
         return self._resolve_and_queue(now, next_hop, EtherType.IPV6, packets)
 
     @staticmethod
-    def _ipv6_packet(src: bytes, dst: bytes, nh: int, payload: Buffer, hop_limit: int, tclass: int) -> bytearray:
+    def _ipv6_packet(
+        src: bytes, dst: bytes, nh: int, payload: Buffer, hop_limit: int, tclass: int
+    ) -> bytearray:
         hdr = Ipv6Header(src, dst, nh, len(payload), hop_limit, tclass)
         buf = bytearray(_IPV6_HDR + len(payload))
         hdr.emit(buf, 0)
         buf[_IPV6_HDR:] = payload
         return buf
 
-    def _send_ipv6_raw(self, src: bytes, dst: bytes, nh: int, payload: Buffer, hop_limit: int) -> None:
+    def _send_ipv6_raw(
+        self, src: bytes, dst: bytes, nh: int, payload: Buffer, hop_limit: int
+    ) -> None:
         """NDP's own sends: no resolution (multicast, or to a neighbour we just heard from)."""
         packet = self._ipv6_packet(src, dst, nh, payload, hop_limit, 0)
         if A.is_ipv6_multicast(dst):
@@ -974,7 +1038,9 @@ class Interface:
         else:
             self._resolve_and_queue(self.now, dst, EtherType.IPV6, [packet])
 
-    def _resolve_and_queue(self, now: int, next_hop: bytes, ethertype: int, packets: list[bytearray]) -> bool:
+    def _resolve_and_queue(
+        self, now: int, next_hop: bytes, ethertype: int, packets: list[bytearray]
+    ) -> bool:
         if self.config.link_type != LinkType.ETHERNET:
             self._tx.extend(packets)
             return True
@@ -1019,11 +1085,11 @@ class Interface:
             self._solicit(addr)
 
     def _poll_reassembly(self, now: int) -> None:
-        for key, first in self._reasm4.expire(now):
+        for _key, first in self._reasm4.expire(now):
             self.counters["rx.drop.reasm-timeout"] += 1
             if first is not None:  # RFC 792: time exceeded, code 1, only with fragment zero
                 self._icmpv4_error(now, ICMP_TIME_EXCEEDED, 1, memoryview(first))
-        for key, first in self._reasm6.expire(now):
+        for _key, first in self._reasm6.expire(now):
             self.counters["rx.drop.reasm-timeout"] += 1
             if first is not None:  # RFC 8200 4.5
                 self._icmpv6_error(now, ICMP6_TIME_EXCEEDED, 1, memoryview(first))

@@ -52,7 +52,7 @@ class NeighborCache:
         return list(pending.queue) if pending else []
 
     def refresh(self, now: int, addr: bytes, mac: bytes) -> list[tuple[bytes, int]]:
-        """Update only an address we already know or are resolving (gratuitous ARP, unsolicited NA)."""
+        """Update only an address we know or are resolving (gratuitous ARP, unsolicited NA)."""
         if addr in self._entries or addr in self._pending:
             return self.fill(now, addr, mac)
         return []

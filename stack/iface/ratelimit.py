@@ -16,7 +16,9 @@ class TokenBucket:
         if self.rate_per_s <= 0:
             return True  # limiting disabled
         if self._last is not None:
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s / SECOND)
+            self._tokens = min(
+                self.burst, self._tokens + (now - self._last) * self.rate_per_s / SECOND
+            )
         self._last = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0

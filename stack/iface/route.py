@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -21,7 +22,9 @@ class Route:
 
     def __str__(self) -> str:
         net = f"{ipaddress.ip_address(self.prefix)}/{self.prefix_len}"
-        return f"{net} via {ipaddress.ip_address(self.gateway)}" if self.gateway else f"{net} on-link"
+        return (
+            f"{net} via {ipaddress.ip_address(self.gateway)}" if self.gateway else f"{net} on-link"
+        )
 
 
 def network_of(addr: bytes, prefix_len: int) -> bytes:
@@ -36,9 +39,13 @@ class Routes:
 
     def add(self, prefix: bytes, prefix_len: int, gateway: bytes | None = None) -> Route:
         if not 0 <= prefix_len <= len(prefix) * 8:
-            raise ValueError(f"prefix length {prefix_len} out of range for {len(prefix) * 8}-bit address")
+            raise ValueError(
+                f"prefix length {prefix_len} out of range for {len(prefix) * 8}-bit address"
+            )
         route = Route(network_of(prefix, prefix_len), prefix_len, gateway)
-        self._routes = [r for r in self._routes if (r.prefix, r.prefix_len) != (route.prefix, prefix_len)]
+        self._routes = [
+            r for r in self._routes if (r.prefix, r.prefix_len) != (route.prefix, prefix_len)
+        ]
         self._routes.append(route)
         self._routes.sort(key=lambda r: -r.prefix_len)  # longest prefix first
         return route
@@ -53,5 +60,5 @@ class Routes:
                 return route
         return None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Route]:
         return iter(self._routes)

@@ -58,7 +58,9 @@ class Netns:
     v6: str = "2001:db8:77::1"
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", self.name, *argv, check=check, timeout=timeout)
 
     def python(self, code: str, timeout: float = 30) -> str:
@@ -105,13 +107,28 @@ class Served:
 
 def start_stack(ns: Netns, *extra: str, pcap: Path | None = None) -> Served:
     argv = [
-        sys.executable, "-m", "harness.cli", "stack", "serve",
-        "--tap", ns.tap, "--netns", ns.name, "--mac", "02:00:00:00:00:02",
-        "--ipv4", "10.77.0.2/24", "--ipv6", "2001:db8:77::2/64", *extra,
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "stack",
+        "serve",
+        "--tap",
+        ns.tap,
+        "--netns",
+        ns.name,
+        "--mac",
+        "02:00:00:00:00:02",
+        "--ipv4",
+        "10.77.0.2/24",
+        "--ipv6",
+        "2001:db8:77::2/64",
+        *extra,
     ]
     if pcap is not None:
         argv += ["--pcap", str(pcap)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+    )
     ns.procs.append(proc)
     assert proc.stdout is not None
     deadline = time.monotonic() + 15

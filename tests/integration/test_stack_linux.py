@@ -7,7 +7,6 @@ Linux is the peer: its ping, its sockets, its neighbour table. The stack runs as
 from __future__ import annotations
 
 import re
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -49,7 +48,7 @@ def test_ping_fragmented_both_ways(netns: Netns, served: Served) -> None:
 def test_udp_echo_byte_exact(netns: Netns, served: Served) -> None:
     code = r"""
 import os, socket, sys
-for fam, addr in ((socket.AF_INET, "%s"), (socket.AF_INET6, "%s")):
+for fam, addr in ((socket.AF_INET, "V4"), (socket.AF_INET6, "V6")):
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.settimeout(3)
     for size in (0, 1, 512, 1472, 4000, 30000):
@@ -59,7 +58,7 @@ for fam, addr in ((socket.AF_INET, "%s"), (socket.AF_INET6, "%s")):
         assert data == payload, (fam, size, len(data))
         assert src[1] == 7
 print("ok")
-""" % (served.v4, served.v6)
+""".replace("V4", served.v4).replace("V6", served.v6)
     assert netns.python(code).strip() == "ok"
 
 
@@ -68,7 +67,7 @@ def test_closed_udp_port_draws_port_unreachable(netns: Netns, served: Served) ->
     code = r"""
 import socket
 import sys
-for fam, addr in ((socket.AF_INET, "%s"), (socket.AF_INET6, "%s")):
+for fam, addr in ((socket.AF_INET, "V4"), (socket.AF_INET6, "V6")):
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.settimeout(3)
     s.connect((addr, 9999))
@@ -78,7 +77,7 @@ for fam, addr in ((socket.AF_INET, "%s"), (socket.AF_INET6, "%s")):
         print("no error")
     except ConnectionRefusedError:
         print("refused")
-""" % (served.v4, served.v6)
+""".replace("V4", served.v4).replace("V6", served.v6)
     assert netns.python(code).split() == ["refused", "refused"]
 
 
@@ -122,7 +121,9 @@ print(data.decode())
         if not sent["4"] and now - start > 500_000:  # give the listeners time to bind
             sent["4"] = iface.send_udp(now, None, 4444, A.ip_parse("10.77.0.1"), 5504, b"hello4")
         if not sent["6"] and A.ip_parse("2001:db8:77::2") in iface.preferred_ipv6():
-            sent["6"] = iface.send_udp(now, None, 4444, A.ip_parse("2001:db8:77::1"), 5506, b"hello6")
+            sent["6"] = iface.send_udp(
+                now, None, 4444, A.ip_parse("2001:db8:77::1"), 5506, b"hello6"
+            )
         return not any(t.is_alive() for t in listeners) or now - start > 15_000_000
 
     try:
@@ -144,7 +145,8 @@ def test_capture_dissects_cleanly_and_counters_print(netns: Netns, tmp_path: Pat
     netns.python(
         "import socket\n"
         "s = socket.socket(); s.close()\n"
-        f"u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b'x' * 100, ('{served.v4}', 7))\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"u.sendto(b'x' * 100, ('{served.v4}', 7))\n"
         f"u.sendto(b'closed', ('{served.v4}', 9))\n"
     )
     summary = served.stop()

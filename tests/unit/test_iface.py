@@ -135,7 +135,9 @@ def test_gratuitous_arp_on_add_and_refresh() -> None:
     a.add_ipv4(IP_A, 24)
     (frame,) = a.poll(0)
     p = Ether(frame)
-    assert p[ARP].op == 1 and p[ARP].psrc == p[ARP].pdst == "10.0.0.1" and p.dst == "ff:ff:ff:ff:ff:ff"
+    assert (
+        p[ARP].op == 1 and p[ARP].psrc == p[ARP].pdst == "10.0.0.1" and p.dst == "ff:ff:ff:ff:ff:ff"
+    )
     # a gratuitous ARP only refreshes an entry we have; it never creates one
     b = make(MAC_B, IP_B)
     b.receive(0, frame)
@@ -162,7 +164,10 @@ def test_dad_schedule_then_preferred() -> None:
     assert a.poll_at() == 0
     frames = [IPv6(bytes(Ether(f).payload)) for f in a.poll(0)]
     ns = [p for p in frames if ICMPv6ND_NS in p]
-    assert {p[ICMPv6ND_NS].tgt for p in ns} == {"2001:db8::1", A.ip_str(A.link_local_from_mac(MAC_A))}
+    assert {p[ICMPv6ND_NS].tgt for p in ns} == {
+        "2001:db8::1",
+        A.ip_str(A.link_local_from_mac(MAC_A)),
+    }
     assert all(p.src == "::" and p.hlim == 255 and p.dst.startswith("ff02::1:ff") for p in ns)
     assert a.preferred_ipv6() == []
     assert a.poll_at() == 1 * SECOND
@@ -255,9 +260,11 @@ def test_ping_with_fragmentation_both_ways_v6() -> None:
 def test_reassembly_timeout_sends_time_exceeded_v4() -> None:
     a = make(MAC_A, IP_A)
     a.neighbors.fill(0, A.ip_parse("10.0.0.9"), A.mac_parse(MAC_PEER))
-    first = Ether(src=MAC_PEER, dst="02:00:00:00:00:01") / IP(
-        src="10.0.0.9", dst="10.0.0.1", id=42, flags="MF", proto=17
-    ) / Raw(b"\x00" * 64)
+    first = (
+        Ether(src=MAC_PEER, dst="02:00:00:00:00:01")
+        / IP(src="10.0.0.9", dst="10.0.0.1", id=42, flags="MF", proto=17)
+        / Raw(b"\x00" * 64)
+    )
     a.receive(0, bytes(first))
     assert a.poll(0) == []
     assert a.poll_at() == 30 * SECOND
@@ -307,7 +314,9 @@ def test_overlap_policies(policy: str) -> None:
         assert r.feed(0, key, 24, False, b"C" * 8).payload is None  # poisoned until timeout
         return
     done = r.feed(0, key, 24, False, b"C" * 8).payload
-    expected = b"A" * 16 + b"B" * 8 + b"C" * 8 if policy == "first" else b"A" * 8 + b"B" * 16 + b"C" * 8
+    expected = (
+        b"A" * 16 + b"B" * 8 + b"C" * 8 if policy == "first" else b"A" * 8 + b"B" * 16 + b"C" * 8
+    )
     assert done == expected
 
 
@@ -328,9 +337,12 @@ def test_reassembly_exact_duplicate_is_harmless_and_limits_hold() -> None:
 def test_udp_closed_port_unreachable_rate_limited() -> None:
     a = make(MAC_A, IP_A)
     a.neighbors.fill(0, A.ip_parse("10.0.0.9"), A.mac_parse(MAC_PEER))
-    dgram = Ether(src=MAC_PEER, dst="02:00:00:00:00:01") / IP(src="10.0.0.9", dst="10.0.0.1") / UDP(
-        sport=1234, dport=9999
-    ) / Raw(b"q")
+    dgram = (
+        Ether(src=MAC_PEER, dst="02:00:00:00:00:01")
+        / IP(src="10.0.0.9", dst="10.0.0.1")
+        / UDP(sport=1234, dport=9999)
+        / Raw(b"q")
+    )
     for _ in range(50):
         a.receive(0, bytes(dgram))
     errs = [Ether(f) for f in a.poll(0)]
@@ -348,8 +360,22 @@ def test_protocol_unreachable_v4_and_param_problem_v6() -> None:
     a = make(MAC_A, IP_A, IP6_A, dad_transmits=0)
     a.neighbors.fill(0, A.ip_parse("10.0.0.9"), A.mac_parse(MAC_PEER))
     a.neighbors.fill(0, A.ip_parse("2001:db8::9"), A.mac_parse(MAC_PEER))
-    a.receive(0, bytes(Ether(src=MAC_PEER, dst="02:00:00:00:00:01") / IP(src="10.0.0.9", dst="10.0.0.1", proto=253) / Raw(b"z")))
-    a.receive(0, bytes(Ether(src=MAC_PEER, dst="02:00:00:00:00:01") / IPv6(src="2001:db8::9", dst="2001:db8::1", nh=253) / Raw(b"z")))
+    a.receive(
+        0,
+        bytes(
+            Ether(src=MAC_PEER, dst="02:00:00:00:00:01")
+            / IP(src="10.0.0.9", dst="10.0.0.1", proto=253)
+            / Raw(b"z")
+        ),
+    )
+    a.receive(
+        0,
+        bytes(
+            Ether(src=MAC_PEER, dst="02:00:00:00:00:01")
+            / IPv6(src="2001:db8::9", dst="2001:db8::1", nh=253)
+            / Raw(b"z")
+        ),
+    )
     v4, v6 = (Ether(f) for f in a.poll(0))
     assert v4[ICMP].type == 3 and v4[ICMP].code == 2
     assert v6[ICMPv6ParamProblem].code == 1 and v6[ICMPv6ParamProblem].ptr == 6
@@ -382,15 +408,36 @@ def test_echo_v6_and_port_unreachable_v6() -> None:
 
 def test_not_our_frames_and_own_frames_dropped() -> None:
     a = make(MAC_A, IP_A)
-    a.receive(0, bytes(Ether(src=MAC_PEER, dst="02:00:00:00:00:77") / IP(src="10.0.0.9", dst="10.0.0.1") / ICMP()))
-    a.receive(0, bytes(Ether(src=MAC_PEER, dst="02:00:00:00:00:01") / IP(src="10.0.0.9", dst="10.0.0.77") / ICMP()))
+    a.receive(
+        0,
+        bytes(
+            Ether(src=MAC_PEER, dst="02:00:00:00:00:77")
+            / IP(src="10.0.0.9", dst="10.0.0.1")
+            / ICMP()
+        ),
+    )
+    a.receive(
+        0,
+        bytes(
+            Ether(src=MAC_PEER, dst="02:00:00:00:00:01")
+            / IP(src="10.0.0.9", dst="10.0.0.77")
+            / ICMP()
+        ),
+    )
     assert a.poll(0) == []
     assert a.counters["rx.drop.not-our-mac"] == 1 and a.counters["rx.drop.not-our-ip"] == 1
 
 
 def test_broadcast_ping_ignored_by_default() -> None:
     a = make(MAC_A, IP_A)
-    a.receive(0, bytes(Ether(src=MAC_PEER, dst="ff:ff:ff:ff:ff:ff") / IP(src="10.0.0.9", dst="10.0.0.255") / ICMP()))
+    a.receive(
+        0,
+        bytes(
+            Ether(src=MAC_PEER, dst="ff:ff:ff:ff:ff:ff")
+            / IP(src="10.0.0.9", dst="10.0.0.255")
+            / ICMP()
+        ),
+    )
     assert a.poll(0) == []
     assert a.counters["rx.drop.broadcast-ping"] == 1
 
