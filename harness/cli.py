@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from harness.demo import run_demo
 from stack.iface import Interface, InterfaceConfig
@@ -132,14 +129,6 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
         writer = PcapngWriter(args.pcap, device.link_type)
         device = PcapDevice(device, writer)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
     announced = False
 
     def should_stop() -> bool:
@@ -153,10 +142,10 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
                 f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}",
                 flush=True,
             )
-        return stop.is_set()
+        return False
 
     try:
-        run(iface, device, MonotonicClock(), stop=should_stop)
+        run(iface, device, MonotonicClock(), stop=should_stop)  # returns on SIGINT/SIGTERM
     finally:
         device.close()
         if writer is not None:

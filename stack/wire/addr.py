@@ -24,7 +24,9 @@ def mac_str(mac: bytes) -> str:
 def mac_parse(text: str) -> bytes:
     parts = text.replace("-", ":").split(":")
     if len(parts) != 6:
-        raise ValueError(f"not a MAC address: {text!r} (expected six hex octets like 02:00:00:00:00:01)")
+        raise ValueError(
+            f"not a MAC address: {text!r} (expected six hex octets like 02:00:00:00:00:01)"
+        )
     return bytes(int(p, 16) for p in parts)
 
 
