@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument(
         "--out", type=Path, default=None, help="output directory (default reports/<time>)"
     )
-    run_p.set_defaults(func=lambda a: run_demo(a.out))
+    run_p.add_argument(
+        "--lab", type=Path, default=Path("lab.yaml"), help="lab file (default lab.yaml)"
+    )
+    run_p.set_defaults(func=lambda a: run_demo(a.out, a.lab))
     return parser
 
 

@@ -16,10 +16,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from harness.labfile import Lab, LabFileError, LocalTarget, load
 from harness.vnet import gc_stale, tap_link
-
-STACK_MAC = "02:00:00:00:00:02"
-STACK_V4, STACK_V6, STACK_LL = "10.77.0.2", "2001:db8:77::2", "fe80::ff:fe00:2"
+from stack.wire import addr as A
 
 _UDP_CHECK = r"""
 import os, socket, sys
@@ -36,7 +35,12 @@ print(ok)
 """
 
 
-def run_demo(out_dir: Path | None = None) -> int:
+def run_demo(out_dir: Path | None = None, lab_path: Path = Path("lab.yaml")) -> int:
+    try:
+        lab = load(lab_path)
+    except LabFileError as exc:
+        print(f"hil run: {exc}", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("hil run: needs root (it creates a network namespace and a TAP)", file=sys.stderr)
         return 1
@@ -45,9 +49,21 @@ def run_demo(out_dir: Path | None = None) -> int:
         print(f"removed leftovers of an earlier run: {', '.join(stale)}")
     out = out_dir or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    pcap = out / "stack.pcapng"
+    rc = 0
+    for target in lab.targets:
+        rc |= _run_target(lab, target, out / f"{target.name}.pcapng")
+    return rc
+
+
+def _run_target(lab: Lab, target: LocalTarget, pcap: Path) -> int:
+    stack_v4 = target.ipv4.split("/")[0]
+    stack_v6 = target.ipv6.split("/")[0]
+    stack_ll = A.ip_str(A.link_local_from_mac(A.mac_parse(target.mac)))
+    services = ",".join(str(s) for s in target.services)
+    echo = any(s.kind == "udp-echo" and s.port == 7 for s in target.services)
     results: list[tuple[str, bool, str]] = []
-    with tap_link("demo", ["10.77.0.1/24", "2001:db8:77::1/64"]) as link:
+    print(f"target {target.name} (stack: local) from {lab.path}")
+    with tap_link("demo", [lab.tester_ipv4, lab.tester_ipv6]) as link:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -60,13 +76,13 @@ def run_demo(out_dir: Path | None = None) -> int:
                 "--netns",
                 link.netns,
                 "--mac",
-                STACK_MAC,
+                target.mac,
                 "--ipv4",
-                f"{STACK_V4}/24",
+                target.ipv4,
                 "--ipv6",
-                f"{STACK_V6}/64",
-                "--udp-echo",
-                "7",
+                target.ipv6,
+                "--services",
+                services,
                 "--pcap",
                 str(pcap),
             ],
@@ -82,19 +98,19 @@ def run_demo(out_dir: Path | None = None) -> int:
                 print(proc.stdout.read(), file=sys.stderr)
                 return 1
             checks = [
-                ("ping IPv4", ["ping", "-c3", "-i0.2", "-W2", STACK_V4]),
-                ("ping IPv6", ["ping", "-6", "-c3", "-i0.2", "-W2", STACK_V6]),
+                ("ping IPv4", ["ping", "-c3", "-i0.2", "-W2", stack_v4]),
+                ("ping IPv6", ["ping", "-6", "-c3", "-i0.2", "-W2", stack_v6]),
                 (
                     "ping IPv6 link-local",
-                    ["ping", "-6", "-c3", "-i0.2", "-W2", f"{STACK_LL}%{link.tap}"],
+                    ["ping", "-6", "-c3", "-i0.2", "-W2", f"{stack_ll}%{link.tap}"],
                 ),
                 (
                     "ping IPv4 -s 4000 (fragments)",
-                    ["ping", "-c3", "-i0.2", "-W2", "-s4000", STACK_V4],
+                    ["ping", "-c3", "-i0.2", "-W2", "-s4000", stack_v4],
                 ),
                 (
                     "ping IPv6 -s 4000 (fragments)",
-                    ["ping", "-6", "-c3", "-i0.2", "-W2", "-s4000", STACK_V6],
+                    ["ping", "-6", "-c3", "-i0.2", "-W2", "-s4000", stack_v6],
                 ),
             ]
             for name, argv in checks:
@@ -104,14 +120,14 @@ def run_demo(out_dir: Path | None = None) -> int:
                     (ln.split("=")[1].strip() for ln in res.stdout.splitlines() if "rtt" in ln), ""
                 )
                 results.append((name, res.returncode == 0, rtt or f"{time.monotonic() - t0:.1f}s"))
-            for fam, addr in (("IPv4", STACK_V4), ("IPv6", STACK_V6)):
+            for fam, addr in (("IPv4", stack_v4), ("IPv6", stack_v6)) if echo else ():
                 res = link.exec(sys.executable, "-c", _UDP_CHECK, addr)
                 good = res.stdout.strip() == "4"
                 results.append(
                     (f"UDP echo {fam} (1..8000 B)", good, f"{res.stdout.strip() or 0}/4 byte-exact")
                 )
             neigh = link.exec("ip", "neigh", "show", "dev", link.tap).stdout
-            results.append(("Linux resolved the stack (ARP+NDP)", neigh.count(STACK_MAC) >= 2, ""))
+            results.append(("Linux resolved the stack (ARP+NDP)", neigh.count(target.mac) >= 2, ""))
         finally:
             proc.terminate()
             tail = proc.communicate(timeout=10)[0].strip()

@@ -55,3 +55,20 @@ def test_sigkill_mid_run_then_next_start_cleans_up() -> None:
     assert name not in list_netns()
     leftovers = subprocess.run(["pgrep", "-f", f"--netns {name}"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_hil_run_end_to_end(tmp_path: object) -> None:
+    """The README's first command: every check passes, the capture lands, nothing is left."""
+    _need_root()
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("PASS") == 8 and "FAIL" not in out.stdout
+    assert "no malformed frames (tshark)" in out.stdout
+    assert (tmp_path / "local.pcapng").stat().st_size > 0  # type: ignore[operator]
+    assert not [n for n in list_netns() if n.startswith("hil-demo-")]

@@ -450,3 +450,26 @@ def test_ttl_and_hop_limit_configurable() -> None:
     a.send_udp(0, None, 1, IP6_B, 2, b"")
     v4, v6 = (Ether(f) for f in a.poll(0))
     assert v4[IP].ttl == 7 and v6[IPv6].hlim == 9
+
+
+def test_default_gateway_and_static_route() -> None:
+    a = make(MAC_A, IP_A, IP6_A, dad_transmits=0)
+    gw4, gw6, gw_mac = A.ip_parse("10.0.0.254"), A.ip_parse("2001:db8::fe"), A.mac_parse(MAC_PEER)
+    a.set_gateway(gw4)
+    a.set_gateway(gw6)
+    a.routes4.add(A.ip_parse("192.168.5.0"), 24, A.ip_parse("10.0.0.253"))
+    a.neighbors.fill(0, gw4, gw_mac)
+    a.neighbors.fill(0, gw6, gw_mac)
+    assert a.send_udp(0, None, 1, A.ip_parse("8.8.8.8"), 53, b"q")
+    assert a.send_udp(0, None, 1, A.ip_parse("2001:4860::8888"), 53, b"q")
+    assert a.send_udp(0, None, 1, A.ip_parse("192.168.5.7"), 53, b"q")
+    v4, v6, arp = (Ether(f) for f in a.poll(0))
+    assert v4.dst == MAC_PEER and v4[IP].dst == "8.8.8.8" and v4[IP].src == "10.0.0.1"
+    assert v6.dst == MAC_PEER and v6[IPv6].dst == "2001:4860::8888"
+    assert arp[ARP].pdst == "10.0.0.253"  # the more specific route's gateway is resolved
+
+
+def test_no_route_is_refused_and_counted() -> None:
+    a = make(MAC_A, IP_A)
+    assert not a.send_udp(0, None, 1, A.ip_parse("8.8.8.8"), 53, b"q")
+    assert a.counters["tx.drop.no-route"] == 1
