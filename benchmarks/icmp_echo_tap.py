@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import time
 
+from harness.localstack import serve_argv, start
 from harness.vnet import gc_stale, tap_link
 
 
@@ -26,31 +26,17 @@ def main() -> int:
     gc_stale()
     rows = []
     with tap_link("bench", ["10.77.0.1/24", "2001:db8:77::1/64"]) as link:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "harness.cli",
-                "stack",
-                "serve",
-                "--tap",
+        stack = start(
+            serve_argv(
                 link.tap,
-                "--netns",
                 link.netns,
-                "--mac",
                 "02:00:00:00:00:02",
-                "--ipv4",
                 "10.77.0.2/24",
-                "--ipv6",
                 "2001:db8:77::2/64",
-                "--no-dad",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+                extra=["--no-dad"],
+            )
         )
         try:
-            assert proc.stdout is not None
-            proc.stdout.readline()
             for fam, target in (("IPv4", "10.77.0.2"), ("IPv6", "2001:db8:77::2")):
                 for size in (56, 1472 if fam == "IPv4" else 1452):
                     argv = [
@@ -74,8 +60,7 @@ def main() -> int:
                         (fam, frame, received, received / wall, rtt.group(2) if rtt else "?")
                     )
         finally:
-            proc.terminate()
-            summary = proc.communicate(timeout=10)[0].strip()
+            summary = stack.stop()
     head = ("family", "frame B", "replies", "round trips/s", "frames/s", "avg RTT ms")
     print(f"{head[0]:<6} {head[1]:>8} {head[2]:>8} {head[3]:>14} {head[4]:>10} {head[5]:>11}")
     for fam, frame, received, rate, avg in rows:

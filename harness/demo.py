@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 from harness.labfile import Lab, LabFileError, LocalTarget, load
+from harness.localstack import serve_argv, start
 from harness.vnet import gc_stale, tap_link
 from stack.wire import addr as A
 
@@ -64,39 +64,16 @@ def _run_target(lab: Lab, target: LocalTarget, pcap: Path) -> int:
     results: list[tuple[str, bool, str]] = []
     print(f"target {target.name} (stack: local) from {lab.path}")
     with tap_link("demo", [lab.tester_ipv4, lab.tester_ipv6]) as link:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "harness.cli",
-                "stack",
-                "serve",
-                "--tap",
-                link.tap,
-                "--netns",
-                link.netns,
-                "--mac",
-                target.mac,
-                "--ipv4",
-                target.ipv4,
-                "--ipv6",
-                target.ipv6,
-                "--services",
-                services,
-                "--pcap",
-                str(pcap),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        argv = serve_argv(
+            link.tap, link.netns, target.mac, target.ipv4, target.ipv6, services, pcap
         )
         try:
-            assert proc.stdout is not None
-            ready = proc.stdout.readline().strip()
-            print(f"local stack: {ready}")
-            if not ready.startswith("ready:"):
-                print(proc.stdout.read(), file=sys.stderr)
-                return 1
+            stack = start(argv)
+        except RuntimeError as exc:
+            print(f"hil run: {exc}", file=sys.stderr)
+            return 1
+        print(f"local stack: {stack.ready_line}")
+        try:
             checks = [
                 ("ping IPv4", ["ping", "-c3", "-i0.2", "-W2", stack_v4]),
                 ("ping IPv6", ["ping", "-6", "-c3", "-i0.2", "-W2", stack_v6]),
@@ -129,8 +106,7 @@ def _run_target(lab: Lab, target: LocalTarget, pcap: Path) -> int:
             neigh = link.exec("ip", "neigh", "show", "dev", link.tap).stdout
             results.append(("Linux resolved the stack (ARP+NDP)", neigh.count(target.mac) >= 2, ""))
         finally:
-            proc.terminate()
-            tail = proc.communicate(timeout=10)[0].strip()
+            tail = stack.stop()
     print()
     width = max(len(r[0]) for r in results)
     for name, ok, detail in results:

@@ -123,6 +123,18 @@ class Ipv6Address:
     dad_next: int | None = None
 
 
+@dataclass(slots=True)
+class _Rx6:
+    """What the IPv6 receive path carries from header to upper layer."""
+
+    hop_limit: int
+    src: bytes
+    dst: bytes
+    unicast: bool  # to one of our preferred addresses (not multicast)
+    tentative: bool  # to one of our tentative addresses: only DAD traffic is processed
+    packet: memoryview  # the whole IPv6 packet, for ICMPv6 errors quoting it
+
+
 class IpHandler(Protocol):
     """What a transport protocol (TCP) registers to receive its packets."""
 
@@ -540,29 +552,19 @@ class Interface:
         if not unicast and dst not in self._v6_groups and not tentative:
             self._drop("not-our-ip")
             return
-        packet = data[: _IPV6_HDR + ip.payload_len]
-        self._rx_ipv6_payload(
-            now, ip, src, dst, unicast, tentative, ip.next_header, payload, packet, _IPV6_HDR
-        )
+        rx = _Rx6(ip.hop_limit, src, dst, unicast, tentative, data[: _IPV6_HDR + ip.payload_len])
+        self._rx_ipv6_payload(now, rx, ip.next_header, payload, _IPV6_HDR)
 
     def _rx_ipv6_payload(
-        self,
-        now: int,
-        ip: Ipv6Header,
-        src: bytes,
-        dst: bytes,
-        unicast: bool,
-        tentative: bool,
-        next_header: int,
-        payload: memoryview,
-        packet: memoryview,
-        base: int,
+        self, now: int, rx: _Rx6, next_header: int, payload: memoryview, base: int
     ) -> None:
+        """Walk the extension headers of ``payload``, which starts at ``base`` in ``rx.packet``."""
         try:
             exts, nh, upper = walk_extensions(next_header, payload)[:3]
         except Malformed as exc:
             self._malformed("ipv6-ext", exc, payload)
             return
+        packet = rx.packet
         # offset (in ``packet``) of the Next Header field that names each header, for pointers
         nh_field = 6 if base == _IPV6_HDR else base
         offset = base
@@ -572,7 +574,7 @@ class Interface:
                     self._drop("hbh-not-first")
                     self._icmpv6_error(now, ICMP6_PARAM_PROBLEM, 1, packet, pointer=nh_field)
                     return
-                if not self._check_options(now, ext, packet, offset, dst):
+                if not self._check_options(now, ext, packet, offset, rx.dst):
                     return
             elif isinstance(ext, Ipv6Routing):
                 if ext.segments_left:
@@ -582,13 +584,11 @@ class Interface:
                     return
             elif isinstance(ext, Ipv6Fragment):
                 data = payload[offset - base + ext.header_len :]
-                self._rx_ipv6_fragment(
-                    now, ip, src, dst, unicast, tentative, ext, data, packet, offset
-                )
+                self._rx_ipv6_fragment(now, rx, ext, data, offset)
                 return
             nh_field = offset
             offset += ext.header_len
-        self._rx_ipv6_upper(now, ip, src, dst, unicast, tentative, nh, upper, packet, nh_field)
+        self._rx_ipv6_upper(now, rx, nh, upper, nh_field)
 
     def _check_options(
         self, now: int, ext: Ipv6Options, packet: memoryview, offset: int, dst: bytes
@@ -612,17 +612,7 @@ class Interface:
         return True
 
     def _rx_ipv6_fragment(
-        self,
-        now: int,
-        ip: Ipv6Header,
-        src: bytes,
-        dst: bytes,
-        unicast: bool,
-        tentative: bool,
-        frag: Ipv6Fragment,
-        data: memoryview,
-        packet: memoryview,
-        offset: int,
+        self, now: int, rx: _Rx6, frag: Ipv6Fragment, data: memoryview, offset: int
     ) -> None:
         """``data`` follows the fragment header at ``offset``.
 
@@ -630,13 +620,12 @@ class Interface:
         """
         if frag.offset == 0 and not frag.more:
             # RFC 8200 4.5: an atomic fragment is processed at once, outside reassembly
-            self._rx_ipv6_payload(
-                now, ip, src, dst, unicast, tentative, frag.next_header, data, packet, offset + 8
-            )
+            self._rx_ipv6_payload(now, rx, frag.next_header, data, offset + 8)
             return
+        packet = rx.packet
         res = self._reasm6.feed(
             now,
-            (src, dst, frag.ident),
+            (rx.src, rx.dst, frag.ident),
             frag.offset,
             frag.more,
             bytes(data),
@@ -647,62 +636,37 @@ class Interface:
         if res.payload is None:
             return
         self.counters["rx.ipv6.reassembled"] += 1
-        whole = memoryview(bytes(packet[:offset]) + res.payload)
-        self._rx_ipv6_payload(
-            now,
-            ip,
-            src,
-            dst,
-            unicast,
-            tentative,
-            frag.next_header,
-            memoryview(res.payload),
-            whole,
-            offset,
+        whole = _Rx6(
+            rx.hop_limit,
+            rx.src,
+            rx.dst,
+            rx.unicast,
+            rx.tentative,
+            memoryview(bytes(packet[:offset]) + res.payload),
         )
+        self._rx_ipv6_payload(now, whole, frag.next_header, memoryview(res.payload), offset)
 
-    def _rx_ipv6_upper(
-        self,
-        now: int,
-        ip: Ipv6Header,
-        src: bytes,
-        dst: bytes,
-        unicast: bool,
-        tentative: bool,
-        nh: int,
-        upper: memoryview,
-        packet: memoryview,
-        nh_field: int,
-    ) -> None:
+    def _rx_ipv6_upper(self, now: int, rx: _Rx6, nh: int, upper: memoryview, nh_field: int) -> None:
         if nh == IpProto.ICMPV6:
-            self._rx_icmpv6(now, ip, src, dst, unicast, tentative, upper, packet)
+            self._rx_icmpv6(now, rx, upper)
             return
-        if tentative:
+        if rx.tentative:
             self._drop("to-tentative")  # RFC 4862 5.4: only DAD traffic for a tentative address
             return
         if nh == IpProto.UDP:
-            self._rx_udp(now, src, dst, unicast, upper, packet)
+            self._rx_udp(now, rx.src, rx.dst, rx.unicast, upper, rx.packet)
         elif nh == IpProto.IPV6_NONXT:
             self.counters["rx.ipv6.no-next-header"] += 1
         else:
             handler = self._handlers.get(nh)
             if handler is not None:
-                handler(now, src, dst, upper, packet)
+                handler(now, rx.src, rx.dst, upper, rx.packet)
             else:
                 self._drop("unknown-protocol")
-                self._icmpv6_error(now, ICMP6_PARAM_PROBLEM, 1, packet, pointer=nh_field)
+                self._icmpv6_error(now, ICMP6_PARAM_PROBLEM, 1, rx.packet, pointer=nh_field)
 
-    def _rx_icmpv6(
-        self,
-        now: int,
-        ip: Ipv6Header,
-        src: bytes,
-        dst: bytes,
-        unicast: bool,
-        tentative: bool,
-        data: memoryview,
-        packet: memoryview,
-    ) -> None:
+    def _rx_icmpv6(self, now: int, rx: _Rx6, data: memoryview) -> None:
+        src, dst, unicast = rx.src, rx.dst, rx.unicast
         try:
             msg, _ = Icmpv6Message.parse(data, src, dst)
         except Malformed as exc:
@@ -711,7 +675,7 @@ class Interface:
         t = msg.type
         self.counters[f"rx.icmpv6.type{t}"] += 1
         if t in (ND_NS, ND_NA):
-            if ip.hop_limit != 255 or msg.code != 0:
+            if rx.hop_limit != 255 or msg.code != 0:
                 self._drop("ndp-invalid")  # RFC 4861 7.1: off-link or forged
                 return
             try:
@@ -724,7 +688,7 @@ class Interface:
             elif isinstance(body, NeighborAdvert):
                 self._rx_na(now, body)
             return
-        if tentative:
+        if rx.tentative:
             self._drop("to-tentative")
             return
         if t == ICMP6_ECHO_REQUEST and msg.code == 0:

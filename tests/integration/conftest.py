@@ -11,12 +11,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from harness.localstack import LocalStack, serve_argv, start
 
 PREFIX = "hilt-"
 REPO = Path(__file__).resolve().parents[2]
@@ -90,58 +91,26 @@ def netns() -> Iterator[Netns]:
 
 
 @dataclass
-class Served:
-    proc: subprocess.Popen[str]
-    ready_line: str
+class Served(LocalStack):
     mac: str = "02:00:00:00:00:02"
     v4: str = "10.77.0.2"
     v6: str = "2001:db8:77::2"
     ll: str = "fe80::ff:fe00:2"
 
-    def stop(self) -> str:
-        """SIGTERM, then return everything the process printed after 'ready'."""
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=10)
-        return out
-
 
 def start_stack(ns: Netns, *extra: str, pcap: Path | None = None) -> Served:
-    argv = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "stack",
-        "serve",
-        "--tap",
+    argv = serve_argv(
         ns.tap,
-        "--netns",
         ns.name,
-        "--mac",
         "02:00:00:00:00:02",
-        "--ipv4",
         "10.77.0.2/24",
-        "--ipv6",
         "2001:db8:77::2/64",
-        *extra,
-    ]
-    if pcap is not None:
-        argv += ["--pcap", str(pcap)]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+        pcap=pcap,
+        extra=extra,
     )
-    ns.procs.append(proc)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 15
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("ready:") or not line:
-            break
-    if not line.startswith("ready:"):
-        proc.kill()
-        rest = proc.stdout.read()
-        raise AssertionError(f"stack did not come up: {line}{rest}")
-    return Served(proc, line)
+    stack = start(argv, cwd=REPO)
+    ns.procs.append(stack.proc)
+    return Served(stack.proc, stack.ready_line)
 
 
 @pytest.fixture
