@@ -76,6 +76,26 @@ def _rto(**kw: int) -> RtoConfig:
     return RtoConfig(**kw)
 
 
+# What RIOT gnrc_tcp and uIP share: IPv6 MSS 1220 (1280 - 60), a one-MSS window, one segment
+# in flight, immediate ACKs, no options but MSS, no out-of-order queue, no congestion control,
+# no RFC 5961 checks, TIME-WAIT 60 s (RIOT 2 * 30 s MSL; uIP 120 ticks of 0.5 s).
+_SINGLE_SEGMENT_STACK: dict[str, Any] = dict(
+    mss=1220,
+    default_send_mss=1220,
+    rcv_buf=1220,
+    snd_buf=1220,
+    max_in_flight_segments=1,
+    time_wait_us=60 * SECOND,
+    delayed_ack=False,
+    nagle=False,
+    window_scale=False,
+    timestamps=False,
+    sack=False,
+    ooo_queue=False,
+    congestion_control="none",
+    rfc5961=False,
+)
+
 PROFILES: dict[str, TcpConfig] = {
     # Everything on: the default peer, and the stack compared as "tcp-hil".
     "full": TcpConfig(ecn=True, fast_open=True),
@@ -113,51 +133,25 @@ PROFILES: dict[str, TcpConfig] = {
     # RIOT gnrc_tcp (config.h): MSS 1220, window 1 MSS, one segment in flight, no delayed ACK,
     # MSS the only option, RTO 1-60 s with G 10 ms, MSL 30 s, 120 s user-call timeout.
     "riot-gnrc": TcpConfig(
-        mss=1220,
-        default_send_mss=1220,
-        rcv_buf=1220,
-        snd_buf=1220,
-        max_in_flight_segments=1,
+        **_SINGLE_SEGMENT_STACK,
         rto=_rto(
             initial_us=1 * SECOND, min_us=1 * SECOND, max_us=60 * SECOND, granularity_us=10 * MS
         ),
         user_timeout_us=120 * SECOND,
         syn_retries=1000,
         data_retries=1000,
-        time_wait_us=60 * SECOND,
-        delayed_ack=False,
-        nagle=False,
-        window_scale=False,
-        timestamps=False,
-        sack=False,
-        ooo_queue=False,
-        congestion_control="none",
-        rfc5961=False,
     ),
     # uIP in Contiki-NG (uipopt.h, uip6.c): single-MSS window, stop-and-wait, 0.5 s periodic
     # timer, UIP_RTO 3 ticks (1.5 s), back-off << min(nrtx, 4), UIP_MAXRTX 8, UIP_MAXSYNRTX 5,
     # no delayed ACK, out-of-order data dropped, TIME-WAIT 120 ticks (60 s).
     "uip": TcpConfig(
-        mss=1220,
-        default_send_mss=1220,
-        rcv_buf=1220,
-        snd_buf=1220,
-        max_in_flight_segments=1,
+        **_SINGLE_SEGMENT_STACK,
         rto=_rto(
             initial_us=1500 * MS, min_us=0, max_us=24 * SECOND, tick_us=500 * MS, max_backoff=4
         ),
         timer_tick_us=500 * MS,
         syn_retries=5,
         data_retries=8,
-        time_wait_us=60 * SECOND,
-        delayed_ack=False,
-        nagle=False,
-        window_scale=False,
-        timestamps=False,
-        sack=False,
-        ooo_queue=False,
-        congestion_control="none",
-        rfc5961=False,
         isn="counter",
     ),
 }
