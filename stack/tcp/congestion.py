@@ -90,6 +90,10 @@ class CongestionControl(Protocol):
         """About to send after ``idle_us`` without sending (RFC 5681 4.1)."""
         ...
 
+    def on_ece(self, now: int, flight_size: int) -> None:
+        """An ECN-Echo arrived: react as to a loss, without retransmitting (RFC 3168 6.1.2)."""
+        ...
+
     def set_mss(self, smss: int) -> None:
         """The sender's maximum segment size changed (MSS option, PMTU)."""
         ...
@@ -284,6 +288,14 @@ class NewReno:
             self.cwnd = max(min(self.iw, self.cwnd), self.smss)
             self.bytes_acked = 0
 
+    def on_ece(self, now: int, flight_size: int) -> None:
+        """RFC 3168 6.1.2: halve like a loss (ssthresh = max(FlightSize/2, 2*SMSS), cwnd =
+        ssthresh) but leave nothing to retransmit; the sender calls this once per window."""
+        self._started = True
+        self.ssthresh = max(flight_size // 2, 2 * self.smss)
+        self.cwnd = self.ssthresh
+        self.bytes_acked = 0
+
     def set_mss(self, smss: int) -> None:
         """Adopt a new SMSS (MSS option, PMTU change).
 
@@ -360,6 +372,9 @@ class NoCongestionControl:
             self.recover = snd_nxt
 
     def on_idle_restart(self, now: int, idle_us: int, rto_us: int) -> None:
+        pass
+
+    def on_ece(self, now: int, flight_size: int) -> None:
         pass
 
     def set_mss(self, smss: int) -> None:

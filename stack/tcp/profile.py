@@ -23,7 +23,8 @@ from stack.time import MS, SECOND
 class TcpConfig:
     # segment sizes and buffers
     mss: int = 1460  # advertised MSS; the interface lowers it to MTU - headers
-    default_send_mss: int = 536  # assumed when the peer sends no MSS (RFC 9293 3.7.1; 1220 for v6)
+    default_send_mss: int = 536  # assumed over IPv4 when the peer sends no MSS (RFC 9293 3.7.1)
+    default_send_mss_v6: int = 1220  # the same over IPv6 (RFC 8200 5: 1280 - 60)
     rcv_buf: int = 256 * 1024  # receive buffer = the largest window we advertise
     snd_buf: int = 256 * 1024
     max_in_flight_segments: int | None = None  # 1 = stop-and-wait (uIP, RIOT)
@@ -40,6 +41,7 @@ class TcpConfig:
     ack_every_segments: int = 2  # ACK at least every 2nd full-sized segment (RFC 9293 SHLD-19)
     nagle: bool = True
     sws_avoidance: bool = True  # RFC 9293 3.8.6.2 sender and receiver
+    sws_override_us: int = 200 * MS  # sender SWS override timer (RFC 9293 3.8.6.2.1: 0.1-1 s)
     zwp_max_us: int = 60 * SECOND
     keepalive: bool = False  # RFC 9293 MUST-24: off by default
     keepalive_idle_us: int = 7200 * SECOND
@@ -82,6 +84,7 @@ def _rto(**kw: int) -> RtoConfig:
 _SINGLE_SEGMENT_STACK: dict[str, Any] = dict(
     mss=1220,
     default_send_mss=1220,
+    default_send_mss_v6=1220,
     rcv_buf=1220,
     snd_buf=1220,
     max_in_flight_segments=1,
@@ -114,6 +117,7 @@ PROFILES: dict[str, TcpConfig] = {
     "lwip-default": TcpConfig(
         mss=536,
         default_send_mss=536,
+        default_send_mss_v6=536,
         rcv_buf=4 * 536,
         snd_buf=2 * 536,
         rto=_rto(initial_us=3 * SECOND, min_us=0, max_us=0x7FFF * 500 * MS, tick_us=500 * MS),
