@@ -421,7 +421,8 @@ class TcpSocket:
     def _init_rcv_window(self) -> None:
         cfg = self.cfg
         shift = 0
-        if cfg.window_scale:
+        # RFC 7323 2.2: scale only when offered in our SYN and the peer's SYN has the option
+        if cfg.window_scale and (self.state is SYN_SENT or self._peer_ws is not None):
             while (cfg.rcv_buf >> shift) > 0xFFFF and shift < _MAX_WS:
                 shift += 1
         self.rcv_shift = shift
@@ -483,8 +484,7 @@ class TcpSocket:
             self.snd_shift = min(ws, _MAX_WS)
         else:
             self.snd_shift = 0
-            if not active:
-                self.rcv_shift = 0
+            self.rcv_shift = 0
         ts = hdr.timestamps
         self.ts_ok = bool(cfg.timestamps and ts is not None)
         if self.ts_ok and ts is not None:
