@@ -14,6 +14,8 @@ from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice
 from stack.phy.base import Device
 from stack.phy.loop import run
 from stack.services import ServiceSpec, parse_services, start_services
+from stack.tcp.layer import TcpLayer
+from stack.tcp.profile import PROFILES, parse_overrides, profile
 from stack.time import MonotonicClock
 from stack.wire import addr as A
 
@@ -81,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-dad", action="store_true", help="skip IPv6 duplicate address detection"
     )
+    serve.add_argument(
+        "--profile",
+        default="full",
+        choices=sorted(PROFILES),
+        help="TCP profile: how the stack's TCP behaves (default full)",
+    )
+    serve.add_argument(
+        "--tcp",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one TCP setting of the profile, e.g. --tcp nagle=off",
+    )
     serve.set_defaults(func=cmd_stack_serve)
 
     run_p = sub.add_parser(
@@ -111,10 +126,12 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
     for gw in args.gateway:
         iface.set_gateway(gw)
     try:
-        start_services(iface, services)
-    except NotImplementedError as exc:
+        tcp_config = profile(args.profile, **parse_overrides(args.tcp))
+    except ValueError as exc:
         print(f"hil stack serve: {exc}", file=sys.stderr)
         return 2
+    tcp = TcpLayer(iface, tcp_config)
+    start_services(iface, services, tcp)
 
     device: Device
     try:
@@ -142,7 +159,8 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
             held += [f"{A.ip_str(a.addr)}/{a.prefix_len} ({a.state})" for a in iface.ipv6]
             svc = ", ".join(str(s) for s in services) or "none"
             print(
-                f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}",
+                f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}; "
+                f"tcp profile {args.profile}" + (f" ({', '.join(args.tcp)})" if args.tcp else ""),
                 flush=True,
             )
         return False
@@ -156,7 +174,9 @@ def cmd_stack_serve(args: argparse.Namespace) -> int:
     c = iface.counters
     print(
         f"frames in {c['rx.frames']}, out {c['tx.frames']}, malformed dropped {c['rx.malformed']}, "
-        f"other drops {c['rx.drop']}, internal errors {c['internal-error']}",
+        f"other drops {c['rx.drop']}, internal errors {c['internal-error']}, "
+        f"tcp segments in {c['tcp.rx.segments']}, out {c['tcp.tx.segments']}, "
+        f"retransmitted {c['tcp.tx.retransmit']}, connections {c['tcp.established']}",
         flush=True,
     )
     return 0

@@ -1,8 +1,9 @@
 """Built-in services the local stack offers on ``hil stack serve``: the level-0 target contract.
 
-A service spec is ``KIND:PORT[:ARG]`` (``udp-echo:7``). TCP kinds (``echo``, ``discard``,
-``chargen[:N]``) arrive with the TCP layer; the parser already knows their names so that a
-lab file written today keeps its meaning.
+A service spec is ``KIND:PORT[:ARG]``: ``udp-echo:7``, and over TCP ``echo:7`` (RFC 862),
+``discard:9`` (RFC 863) and ``chargen:19[:N]`` (RFC 864; with N it sends N bytes and closes,
+which makes bulk-transfer measurements end by themselves). Every target in a lab offers the same
+three TCP services, so probes and benchmarks can treat the stacks alike.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stack.iface import Interface, UdpSocket
+from stack.tcp.layer import Listener, TcpLayer
+from stack.tcp.socket import TcpError, TcpSocket
 
 UDP_KINDS = {"udp-echo"}
 TCP_KINDS = {"echo", "discard", "chargen"}
@@ -58,12 +61,112 @@ def udp_echo(iface: Interface, port: int) -> UdpSocket:
     return iface.udp_bind(port, on_recv=on_recv)
 
 
-def start_services(iface: Interface, specs: list[ServiceSpec]) -> list[object]:
-    """Open every service; TCP kinds raise until the TCP layer provides them."""
+def _chargen_pattern() -> bytes:
+    """RFC 864: 72-character lines of the 95 printable ASCII characters, each line starting
+    one character further on, CR LF terminated. The 95 lines then repeat."""
+    chars = bytes(range(32, 127))
+    doubled = chars + chars
+    return b"".join(doubled[i : i + 72] + b"\r\n" for i in range(95))
+
+
+CHARGEN = _chargen_pattern()
+
+
+class _Echo:
+    """RFC 862 over TCP. What the peer sends is queued back; a full send buffer is flushed on
+    ``on_writable``, so a fast sender is slowed by our window rather than losing data."""
+
+    def __init__(self, sock: TcpSocket) -> None:
+        self.pending = bytearray()
+        sock.on_readable = self.readable
+        sock.on_writable = self.flush
+
+    def readable(self, sock: TcpSocket) -> None:
+        self.pending += sock.recv()
+        self.flush(sock)
+
+    def flush(self, sock: TcpSocket) -> None:
+        try:
+            if self.pending:
+                n = sock.send(self.pending)
+                del self.pending[:n]
+            if not self.pending and sock.eof:
+                sock.close()
+        except TcpError:
+            self.pending.clear()
+
+
+class _Discard:
+    """RFC 863: read and drop; close when the peer does."""
+
+    def __init__(self, sock: TcpSocket) -> None:
+        sock.on_readable = self.readable
+
+    def readable(self, sock: TcpSocket) -> None:
+        sock.recv()
+        if sock.eof:
+            sock.close()
+
+
+class _Chargen:
+    """RFC 864: send the pattern until the peer closes, or ``limit`` bytes and close."""
+
+    def __init__(self, sock: TcpSocket, limit: int | None) -> None:
+        self.sent = 0
+        self.limit = limit
+        sock.on_writable = self.fill
+        sock.on_readable = self.readable
+        self.fill(sock)
+
+    def readable(self, sock: TcpSocket) -> None:
+        sock.recv()  # RFC 864: received data is thrown away
+        if sock.eof and self.limit is None:
+            sock.close()
+
+    def fill(self, sock: TcpSocket) -> None:
+        try:
+            while True:
+                room = sock.send_space
+                if self.limit is not None:
+                    room = min(room, self.limit - self.sent)
+                if room <= 0:
+                    break
+                start = self.sent % len(CHARGEN)
+                chunk = (CHARGEN[start:] + CHARGEN * (1 + room // len(CHARGEN)))[:room]
+                n = sock.send(chunk)
+                self.sent += n
+                if n < len(chunk):
+                    break
+            if self.limit is not None and self.sent >= self.limit:
+                sock.close()
+        except TcpError:
+            pass
+
+
+def tcp_service(tcp: TcpLayer, spec: ServiceSpec) -> Listener:
+    """Listen on ``spec.port`` and attach the service to every accepted connection."""
+
+    def on_accept(sock: TcpSocket) -> None:
+        if spec.kind == "echo":
+            _Echo(sock)
+        elif spec.kind == "discard":
+            _Discard(sock)
+        else:
+            _Chargen(sock, spec.arg)
+
+    return tcp.listen(spec.port, on_accept=on_accept)
+
+
+def start_services(
+    iface: Interface, specs: list[ServiceSpec], tcp: TcpLayer | None = None
+) -> list[object]:
+    """Open every service. TCP kinds need the interface's TCP layer (built here if not given)."""
     handles: list[object] = []
     for spec in specs:
         if spec.kind == "udp-echo":
             handles.append(udp_echo(iface, spec.port))
         else:
-            raise NotImplementedError(f"TCP service {spec} needs the TCP layer (not built yet)")
+            if tcp is None:
+                tcp = TcpLayer(iface)
+            handles.append(tcp_service(tcp, spec))
     return handles

@@ -300,9 +300,11 @@ class TcpSocket:
         st = self.state
         if self._fin_queued or st in (CLOSED, State.LISTEN):
             return
-        if st is SYN_SENT:
-            self._enter_closed(None)
+        if st is SYN_SENT and not self._sbuf:
+            self._enter_closed(None)  # RFC 9293 3.10.4: nothing queued, delete the TCB
             return
+        # with data queued, SYN-SENT does what RFC 9293 asks of SYN-RECEIVED: the FIN
+        # follows the data once the connection is established
         self._fin_queued = True
         if st is ESTABLISHED:
             self._set_state(FIN_WAIT_1)  # SYN-RECEIVED moves there once established
@@ -506,7 +508,7 @@ class TcpSocket:
         self.cc.set_mss(self.snd_mss)
 
     def _established(self, now: int) -> None:
-        self._set_state(ESTABLISHED)
+        self._set_state(FIN_WAIT_1 if self._fin_queued else ESTABLISHED)
         self._retries = 0
         self._arm_keepalive(now)
         self.layer.counters["tcp.established"] += 1
@@ -658,8 +660,6 @@ class TcpSocket:
                 self._established(now)
                 if self.state is CLOSED:
                     return
-                if self._fin_queued:
-                    self._set_state(FIN_WAIT_1)
             else:
                 self._send_rst(now, hdr.ack)
                 return

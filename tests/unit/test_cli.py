@@ -51,6 +51,19 @@ def test_serve_argument_errors(
     assert message in capsys.readouterr().err
 
 
-def test_serve_tcp_service_not_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stack", "serve", "--tap", "t0", "--services", "echo:7"]) == 2
-    assert "needs the TCP layer" in capsys.readouterr().err
+def test_serve_bad_tcp_override(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["stack", "serve", "--tap", "t0", "--services", "echo:7", "--tcp", "nagel=off"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown TCP setting 'nagel'" in err and "nagle" in err  # names the valid keys
+
+
+def test_serve_bad_tcp_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stack", "serve", "--tap", "t0", "--tcp", "nagle=maybe"]) == 2
+    assert "takes on/off" in capsys.readouterr().err
+
+
+def test_serve_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["stack", "serve", "--tap", "t0", "--profile", "freertos"])
+    assert "invalid choice" in capsys.readouterr().err
