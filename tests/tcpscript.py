@@ -242,6 +242,7 @@ class Script:
         absolute: bool = False,
         bad_checksum: bool = False,
         src_port: int | None = None,
+        dst_port: int | None = None,
     ) -> None:
         """Deliver a segment from the peer at ``t_ms`` (seq relative to REMOTE_ISN, ack
         relative to the stack's ISN, unless ``absolute``)."""
@@ -253,7 +254,7 @@ class Script:
         assert self.local_port is not None, "nothing to talk to: listen() or connect() first"
         hdr = TcpHeader(
             src_port or self.REMOTE_PORT,
-            self.local_port,
+            dst_port or self.local_port,
             seq,
             ack,
             flags_of(flags),
@@ -265,6 +266,13 @@ class Script:
         if bad_checksum:
             tcp[16] ^= 0xFF
         self.iface.receive(self.clock.now(), self._ip(bytes(tcp), ecn))
+        self._collect()
+
+    def inject_raw(self, t_ms: float, l4: bytes, ecn: int = 0) -> None:
+        """Deliver ``l4`` verbatim as the TCP part of an IP packet from the peer (malformed
+        headers, bad checksums: anything ``inject`` would build correctly)."""
+        self.run_until(t_ms)
+        self.iface.receive(self.clock.now(), self._ip(l4, ecn))
         self._collect()
 
     def _ip(self, l4: bytes, ecn: int) -> bytes:
@@ -358,6 +366,43 @@ class Script:
         self.inject(t_ms, "S.", seq=0, ack=1, win=win, opts=opts)
         self.expect(t_ms, ".", seq=1, ack=1)
         return sock
+
+    def establish(
+        self,
+        rtt_ms: float = 100,
+        t_ms: float = 0,
+        opts: Sequence[TcpOption] = (),
+        win: int = 65535,
+        **listen: Any,
+    ) -> TcpSocket:
+        """Passive open whose final ACK arrives ``rtt_ms`` after the SYN-ACK, so the connection
+        starts with exactly one RTT sample of ``rtt_ms`` (RFC 6298 2.2: SRTT = R, RTTVAR = R/2).
+
+        With timestamps in ``opts`` the ACK echoes the SYN-ACK's TSval (RFC 7323 3.2), so the
+        sample comes from the timestamps instead of Karn's timed segment.
+        """
+        if self.listener is None:
+            self.listen(**listen)
+        self.inject(t_ms, "S", seq=0, win=win, opts=opts)
+        synack = self.expect(t_ms, "S.", seq=0, ack=1)
+        ack_opts: list[TcpOption] = []
+        for o in opts:
+            if isinstance(o, OptTimestamps):
+                echo = synack.hdr.timestamps
+                ack_opts.append(OptTimestamps(o.tsval + 1, echo[0] if echo else 0))
+        self.inject(t_ms + rtt_ms, ".", seq=1, ack=1, win=win, opts=ack_opts)
+        return self.accept()
+
+    def peer_ts(self, tsval: int) -> OptTimestamps:
+        """A timestamps option for an inbound segment: ``tsval`` and an echo of the stack's
+        latest TSval (RFC 7323 4.3), so the stack can take an RTT sample from it."""
+        echo = 0
+        for out in reversed(self.sent):
+            ts = out.hdr.timestamps
+            if ts is not None:
+                echo = ts[0]
+                break
+        return OptTimestamps(tsval, echo)
 
 
 def _echo_ts(opts: Sequence[TcpOption]) -> list[TcpOption]:

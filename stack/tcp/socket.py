@@ -891,7 +891,11 @@ class TcpSocket:
                 ):
                     self._ack_now = True
                 elif self._t_delack is None:
-                    self._t_delack = self._q(now + self.cfg.delayed_ack_us)
+                    # a tick-driven stack (lwIP's fast timer) sends a delayed ACK on the first
+                    # tick after the segment: delayed_ack_us bounds the delay, so round down
+                    tick = self.cfg.timer_tick_us
+                    t = now + self.cfg.delayed_ack_us
+                    self._t_delack = max(t - t % tick, self._q(now + 1)) if tick else t
             else:
                 # out of order: queue (if allowed) and send a duplicate ACK at once
                 self._ack_now = True
@@ -1017,6 +1021,14 @@ class TcpSocket:
         self._t_delack = None
         return self._rseq(self.rcv_nxt), w
 
+    def _sack_opt_len(self) -> int:
+        """Bytes the SACK option will take in the next segment: the payload shrinks by as much
+        so header plus data still fit the MTU (as Linux's tcp_current_mss does)."""
+        if not self.sack_ok or (self._dsack is None and not len(self._ooo)):
+            return 0
+        blocks = len(self._ooo) + (self._dsack is not None)
+        return 4 + 8 * min(blocks, 3 if self.ts_ok else 4)
+
     def _data_options(self, now: int) -> list[TcpOption]:
         opts: list[TcpOption] = []
         if self.ts_ok:
@@ -1112,7 +1124,7 @@ class TcpSocket:
         usable = win - in_flight
         if budget is not None:
             usable = min(budget, self.snd_wnd - in_flight)
-        mss = self.snd_mss
+        mss = self.snd_mss - self._sack_opt_len()
         n = avail if avail < mss else mss
         if usable < n:
             n = usable if usable > 0 else 0
@@ -1188,7 +1200,7 @@ class TcpSocket:
         data_end = self._sbuf_base + len(self._sbuf)
         if off < 0:
             return 0
-        end = min(data_end, off + self.snd_mss)
+        end = min(data_end, off + self.snd_mss - self._sack_opt_len())
         if limit is not None:
             end = min(end, limit)
         n = max(end - off, 0)
