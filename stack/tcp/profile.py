@@ -120,7 +120,14 @@ PROFILES: dict[str, TcpConfig] = {
         default_send_mss_v6=536,
         rcv_buf=4 * 536,
         snd_buf=2 * 536,
-        rto=_rto(initial_us=3 * SECOND, min_us=0, max_us=0x7FFF * 500 * MS, tick_us=500 * MS),
+        # back-off: tcp_backoff[] = {1, 2, ..., 7, 7, ...} shifts, so at most x128 (tcp.c:163)
+        rto=_rto(
+            initial_us=3 * SECOND,
+            min_us=0,
+            max_us=0x7FFF * 500 * MS,
+            tick_us=500 * MS,
+            max_backoff=7,
+        ),
         timer_tick_us=250 * MS,
         syn_retries=6,
         data_retries=12,
@@ -221,3 +228,36 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 def describe(cfg: TcpConfig) -> dict[str, Any]:
     """A plain dict of every value, for reports and build information."""
     return dataclasses.asdict(cfg)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int) and key.endswith("_us"):
+        return f"{value / SECOND:g} s" if value >= SECOND else f"{value / MS:g} ms"
+    return str(value)
+
+
+def difference_table() -> str:
+    """The settings that differ between profiles, as a Markdown table (docs/tcp.md has it)."""
+    flat = {name: _flat(describe(cfg)) for name, cfg in PROFILES.items()}
+    names = list(PROFILES)
+    lines = [
+        "| setting | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key in flat["full"]:
+        values = [flat[n][key] for n in names]
+        if len({repr(v) for v in values}) > 1:
+            lines.append(f"| `{key}` | " + " | ".join(_fmt(key, v) for v in values) + " |")
+    return "\n".join(lines)

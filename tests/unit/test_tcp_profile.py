@@ -58,3 +58,12 @@ def test_override_parsing_and_errors() -> None:
 def test_describe_is_plain_data() -> None:
     d = describe(profile("uip"))
     assert d["rto"]["tick_us"] == 500 * MS and d["mss"] == 1220
+
+
+def test_docs_profile_table_matches_the_code() -> None:
+    from pathlib import Path
+
+    from stack.tcp.profile import difference_table
+
+    doc = (Path(__file__).parents[2] / "docs" / "tcp.md").read_text()
+    assert difference_table() in doc, "docs/tcp.md: paste stack.tcp.profile.difference_table()"
