@@ -288,9 +288,12 @@ class TcpSocket:
             out = bytes(self._rbuf[:max_bytes])
             del self._rbuf[:max_bytes]
         if out and self.state in _RECEIVES_DATA:
-            # a window update is due once the right edge may move (receiver SWS avoidance
-            # decides by how much, in _window_field)
-            if self.rcv_nxt + (self._window_field() << self.rcv_shift) > self.rcv_adv:
+            # A window update of its own only when reading opened the window a lot: to at least
+            # twice what the peer may still send (Linux __tcp_cleanup_rbuf), by at least
+            # min(RCV.BUFF/2, MSS) (RFC 9293 3.8.6.2.2). Otherwise the next ACK carries it.
+            left = self.rcv_adv - self.rcv_nxt
+            new = self._window_field() << self.rcv_shift
+            if new >= 2 * left and new - left >= min(self.cfg.rcv_buf // 2, self._adv_mss()):
                 self._ack_now = True
                 self.layer.wake(self)
         return out
@@ -462,6 +465,10 @@ class TcpSocket:
             self.snd_max = self.snd_nxt
         if self._t_rtx is None:
             self._t_rtx = self._q(now + self._syn_rto())
+        if self._una_since is None:
+            # the user timeout covers the open too (RFC 9293 3.10.1 OPEN's timeout; RIOT's
+            # connection timeout bounds gnrc_tcp_open)
+            self._una_since = now
 
     def _syn_rto(self) -> int:
         cfg = self.cfg
@@ -726,6 +733,7 @@ class TcpSocket:
             and not hdr.flags & (SYN | FIN)
             and self.snd_max > self.snd_una
             and (self.snd_wnd == old_wnd or new_sacked)
+            and self.snd_wnd > 0  # answers to zero-window probes are no loss signal (BSD)
         ):
             self._on_dupack(now, new_sacked)
         return True
@@ -999,7 +1007,7 @@ class TcpSocket:
         space = cfg.rcv_buf - len(self._rbuf)
         if space < 0:
             space = 0
-        right = self.rcv_nxt + space
+        right = self.rcv_nxt + min(space, 0xFFFF << self.rcv_shift)  # what the field can say
         if cfg.sws_avoidance and right > self.rcv_adv:
             # RFC 9293 3.8.6.2.2: move the right edge only by min(RCV.BUFF/2, MSS) or more
             if right - self.rcv_adv < min(cfg.rcv_buf // 2, self._adv_mss()):
