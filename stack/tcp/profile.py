@@ -31,6 +31,10 @@ class TcpConfig:
     # timers
     rto: RtoConfig = field(default_factory=RtoConfig)
     timer_tick_us: int = 0  # 0: timers fire exactly; else they fire on multiples of the tick
+    # Tick-driven timers fire on the k-th tick after the start (lwIP: ++rtime, then compare),
+    # so in (start + d - tick, start + d]; uIP's post-decrement (timer-- == 0) fires one tick
+    # later, in (start + d, start + d + tick]. This counts the extra ticks.
+    timer_extra_ticks: int = 0
     syn_retries: int = 6  # R2 for SYN (RFC 9293 MUST-23 asks for >= 3 min in total)
     data_retries: int = 15  # R2 for data (Linux tcp_retries2)
     syn_backoff: bool = True  # lwIP does not back off SYN retransmissions
@@ -51,7 +55,8 @@ class TcpConfig:
     window_scale: bool = True
     timestamps: bool = True
     sack: bool = True
-    ecn: bool = False  # RFC 3168 negotiation as the active opener
+    ecn: bool = False  # RFC 3168 negotiation as the active opener (and as the passive one)
+    ecn_server: bool = False  # only answer an ECN-setup SYN (Linux tcp_ecn=2)
     fast_open: bool = False
     # receive side
     ooo_queue: bool = True  # keep out-of-order data (uIP and RIOT drop it)
@@ -110,6 +115,7 @@ PROFILES: dict[str, TcpConfig] = {
         initial_window=10 * 1460,
         syn_retries=6,
         data_retries=15,
+        ecn_server=True,
     ),
     # lwIP 2.1 opt.h defaults: TCP_MSS 536, TCP_WND 4*MSS, TCP_SND_BUF 2*MSS, 250/500 ms timer
     # ticks, initial RTO 3 s (tcp.c:1901), no SYN back-off (tcp.c:1281), TCP_MAXRTX 12,
@@ -161,6 +167,7 @@ PROFILES: dict[str, TcpConfig] = {
             initial_us=1500 * MS, min_us=0, max_us=24 * SECOND, tick_us=500 * MS, max_backoff=4
         ),
         timer_tick_us=500 * MS,
+        timer_extra_ticks=1,  # uip6.c: if(uip_connr->timer-- == 0)
         syn_retries=5,
         data_retries=8,
         isn="counter",

@@ -340,11 +340,26 @@ class TcpSocket:
         return (self.irs + 1 + off) & MASK
 
     def _q(self, t: int) -> int:
-        """Quantise a deadline to the profile's timer tick (lwIP and uIP poll timers)."""
+        """Quantise a deadline up to the profile's timer tick (lwIP and uIP poll timers)."""
         tick = self.cfg.timer_tick_us
         if tick:
             return -(-t // tick) * tick
         return t
+
+    def _after(self, start: int, d: int, rto: bool = False) -> int:
+        """The deadline of a timer of ``d`` µs started at ``start``.
+
+        A tick-driven stack counts whole ticks from the next tick on, so its timer fires on the
+        first tick at which ``d`` has elapsed in ticks: somewhere in (start + d - tick,
+        start + d], plus ``timer_extra_ticks`` ticks (uIP). lwIP counts retransmission and
+        persist timers in 500 ms slow-timer ticks (``rto.tick_us``) and the rest on its 250 ms
+        timer tick; uIP counts everything in 500 ms ticks.
+        """
+        tick = (self.cfg.rto.tick_us or self.cfg.timer_tick_us) if rto else self.cfg.timer_tick_us
+        if not tick:
+            return start + d
+        first = -(-(start + max(d - tick, 0) + 1) // tick) * tick
+        return first + self.cfg.timer_extra_ticks * tick
 
     def _set_state(self, st: State) -> None:
         if st is self.state:
@@ -378,7 +393,8 @@ class TcpSocket:
         self._take_syn_options(hdr, active=False)
         self._set_state(SYN_RECEIVED)
         # ECN (RFC 3168 6.1.1): a SYN with ECE and CWR asks for ECN
-        if self.cfg.ecn and hdr.flags & (ECE | CWR) == (ECE | CWR):
+        ecn = self.cfg.ecn or self.cfg.ecn_server
+        if ecn and hdr.flags & (ECE | CWR) == (ECE | CWR):
             self.ecn_ok = True
         # TFO (RFC 7413 4.2.2): data in the SYN is accepted only with a valid cookie; a
         # cookie request or a bad cookie gets a fresh cookie in the SYN-ACK
@@ -464,7 +480,7 @@ class TcpSocket:
         if self.snd_max < self.snd_nxt:
             self.snd_max = self.snd_nxt
         if self._t_rtx is None:
-            self._t_rtx = self._q(now + self._syn_rto())
+            self._t_rtx = self._after(now, self._syn_rto(), rto=True)
         if self._una_since is None:
             # the user timeout covers the open too (RFC 9293 3.10.1 OPEN's timeout; RIOT's
             # connection timeout bounds gnrc_tcp_open)
@@ -608,6 +624,16 @@ class TcpSocket:
                 self._ack_now = True
                 return
 
+        # The peer's SYN again (at IRS) in SYN-RECEIVED fails the window test, being below
+        # RCV.NXT, yet is no duplicate to just ACK. A plain SYN means our SYN-ACK was lost: send
+        # it again (as BSD and Linux do). A SYN-ACK is the other half of a simultaneous open
+        # (RFC 9293 figure 8, line 6): its ACK completes the handshake (as in Linux
+        # tcp_validate_incoming), so it goes on to the ACK processing below.
+        resyn = self.state is SYN_RECEIVED and off == -1 and flags & (SYN | RST) == SYN
+        if resyn and not flags & ACK:
+            self._send_syn(now)
+            return
+
         # 1. sequence number acceptability (RFC 9293 3.10.7.4, the four cases)
         end = off + seg_len
         if seg_len == 0:
@@ -618,7 +644,7 @@ class TcpSocket:
             ok = (self.rcv_nxt <= off < self.rcv_nxt + wnd) or (
                 self.rcv_nxt < end <= self.rcv_nxt + wnd
             )
-        if not ok:
+        if not ok and not resyn:
             if flags & RST:
                 self.layer.counters["tcp.rx.drop.rst-out-of-window"] += 1
                 return
@@ -632,7 +658,7 @@ class TcpSocket:
                 # zero window: still process the ACK and window fields (RFC 9293 3.10.7.4)
                 self._input_ack(now, seg, hdr)
             if self.state is TIME_WAIT and flags & FIN:
-                self._t_close = self._q(now + cfg.time_wait_us)
+                self._t_close = self._after(now, cfg.time_wait_us)
             self._ack_now = True
             return
 
@@ -645,11 +671,7 @@ class TcpSocket:
             return
 
         # 4. SYN in a synchronised state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth)
-        if flags & SYN:
-            if self.state is SYN_RECEIVED and off == -1 and self.listener is not None:
-                # the peer retransmitted its SYN: our SYN-ACK was lost, send it again
-                self._send_syn(now)
-                return
+        if flags & SYN and not resyn:
             if cfg.rfc5961:
                 self._challenge_ack(now)
             else:
@@ -678,11 +700,13 @@ class TcpSocket:
         # 7. segment text and 8. FIN
         if ts is not None and off <= self._ts_last_ack:
             self.ts_recent = ts[0]  # RFC 7323 4.3 (PAWS above made sure it is not older)
+        # CWR before CE: a CWR segment that is itself CE-marked asks for ECE again (RFC 3168
+        # 6.1.3: only ACKs of *non-CE* data after the CWR go without ECE; Linux does the same)
+        if flags & CWR and self.ecn_ok:
+            self._ece_pending = False
         if seg.ecn == 3 and self.ecn_ok:
             self._ece_pending = True
             self.layer.counters["tcp.ecn.ce-received"] += 1
-        if flags & CWR and self.ecn_ok:
-            self._ece_pending = False
         if plen or flags & FIN:
             self._input_text(now, seg, off, hdr)
 
@@ -705,6 +729,8 @@ class TcpSocket:
             self._challenge_ack(now)
             return False
         old_wnd = self.snd_wnd
+        if self._t_persist is not None and self._una_since is not None:
+            self._una_since = now  # MUST-37: a peer answering probes is not timed out
         # window update (RFC 9293 3.10.7.4, SND.WL1/WL2)
         if S.lt(self._wl1, hdr.seq) or (self._wl1 == hdr.seq and self._wl2 <= ack_off):
             self.snd_wnd = hdr.window << self.snd_shift
@@ -715,6 +741,8 @@ class TcpSocket:
             if self.snd_wnd and self._t_persist is not None:
                 self._t_persist = None
                 self._persist_backoff = 0
+                # the probe octet has no retransmission timer: send it again with the rest
+                self.snd_nxt = self.snd_una
         sack = hdr.sack_blocks if self.sack_ok else None
         new_sacked = 0
         if sack:
@@ -782,14 +810,15 @@ class TcpSocket:
                 cc.on_partial_ack(now, acked, flight)
                 # RFC 6582 3.2 step 4: retransmit the first unacknowledged segment
                 self._retransmit_at(now, ack_off)
-        elif acked > 0:
+        elif acked > 0 and not (self.ecn_ok and hdr.flags & ECE):
+            # RFC 3168 6.1.2: an ECN-Echo ACK SHOULD NOT increase cwnd
             cc.on_ack(now, acked, flight, rtt_sample)
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it
         if ack_off >= self.snd_max:
             self._t_rtx = None
             self._una_since = None
         else:
-            self._t_rtx = self._q(now + self.rtt.rto_us)
+            self._t_rtx = self._after(now, self.rtt.rto_us, rto=True)
             self._una_since = now
         # our FIN acknowledged?
         if self._fin_queued and ack_off == data_end + 1:
@@ -858,7 +887,7 @@ class TcpSocket:
             off += 1  # data starts after the SYN
         if self.state not in _RECEIVES_DATA:
             if flags & FIN and self.state is TIME_WAIT:
-                self._t_close = self._q(now + self.cfg.time_wait_us)
+                self._t_close = self._after(now, self.cfg.time_wait_us)
             if plen:
                 self.layer.counters["tcp.rx.drop.data-after-fin"] += 1
             self._ack_now = True
@@ -900,10 +929,8 @@ class TcpSocket:
                     self._ack_now = True
                 elif self._t_delack is None:
                     # a tick-driven stack (lwIP's fast timer) sends a delayed ACK on the first
-                    # tick after the segment: delayed_ack_us bounds the delay, so round down
-                    tick = self.cfg.timer_tick_us
-                    t = now + self.cfg.delayed_ack_us
-                    self._t_delack = max(t - t % tick, self._q(now + 1)) if tick else t
+                    # tick after the segment: delayed_ack_us bounds the delay
+                    self._t_delack = self._after(now, self.cfg.delayed_ack_us)
             else:
                 # out of order: queue (if allowed) and send a duplicate ACK at once
                 self._ack_now = True
@@ -982,7 +1009,7 @@ class TcpSocket:
     def _enter_time_wait(self, now: int) -> None:
         self._set_state(TIME_WAIT)
         self._t_rtx = self._t_persist = self._t_keep = self._t_delack = self._t_sws = None
-        self._t_close = self._q(now + self.cfg.time_wait_us)
+        self._t_close = self._after(now, self.cfg.time_wait_us)
 
     def _enter_closed(self, error: str | None) -> None:
         if self.state is CLOSED:
@@ -1050,8 +1077,9 @@ class TcpSocket:
             for b in self._ooo.sack_blocks(limit):
                 if len(blocks) >= limit:
                     break
-                if b not in blocks:
-                    blocks.append(b)
+                # no dedup: a D-SACK equal to the block holding it is still followed by that
+                # block, which is how the sender tells a D-SACK from a SACK (RFC 2883 4)
+                blocks.append(b)
             if blocks:
                 rs = self._rseq
                 opts += [_NOP, _NOP, OptSack(tuple((rs(lo), rs(hi)) for lo, hi in blocks))]
@@ -1122,7 +1150,9 @@ class TcpSocket:
         in_flight = nxt - una
         cc = self.cc
         win = self.snd_wnd
-        cwnd = cc.window() + cc.limited_transmit_allowance(self.dupacks)
+        cwnd = cc.window()
+        if nxt >= self.snd_max:  # RFC 3042 lets out new data only, never go-back-N resends
+            cwnd += cc.limited_transmit_allowance(self.dupacks)
         if cwnd < win:
             win = cwnd
         if cfg.max_in_flight_segments is not None:
@@ -1140,14 +1170,14 @@ class TcpSocket:
             # window closed: persist timer (RFC 9293 3.8.6.1) when nothing is in flight
             if self.snd_wnd == 0 and in_flight <= 0 and self._t_rtx is None:
                 if self._t_persist is None:
-                    self._t_persist = self._q(now + self._persist_interval())
+                    self._t_persist = self._after(now, self._persist_interval(), rto=True)
             return False
         if n < avail and n < mss:
             # sender SWS avoidance (RFC 9293 3.8.6.2.1): a usable window this small is only
             # used if it is at least half the largest window the peer has offered
             if cfg.sws_avoidance and n < self.max_snd_wnd // 2:
                 if self._t_sws is None and in_flight <= 0:
-                    self._t_sws = self._q(now + cfg.sws_override_us)
+                    self._t_sws = self._after(now, cfg.sws_override_us)
                 if in_flight > 0 or self._t_sws is None or now < self._t_sws:
                     return False
         elif n < mss and n == avail and not fin_wanted and in_flight > 0 and self.nagle:
@@ -1199,7 +1229,7 @@ class TcpSocket:
         elif n or fin:
             self._karn.on_send(now, off + n + (1 if fin else 0))
         if self._t_rtx is None:
-            self._t_rtx = self._q(now + self.rtt.rto_us)
+            self._t_rtx = self._after(now, self.rtt.rto_us, rto=True)
         if self._una_since is None:
             self._una_since = now
 
@@ -1234,13 +1264,18 @@ class TcpSocket:
             if room < mss:
                 break
             nxt = self._next_seg()
+            if nxt is None and self._send_next(now, budget=room):  # rule 2: new data
+                sent = True
+                continue
+            if nxt is None:
+                nxt = self._next_seg(lost_only=False)  # rule 3
             if nxt is not None:  # rules 1 and 3: a hole
                 n = self._retransmit_at(now, nxt[0], nxt[1])
                 if n == 0:
                     break
                 if nxt[0] + n > self._high_rxt:
                     self._high_rxt = nxt[0] + n
-            elif not self._send_next(now, budget=room):  # rule 2: new data
+            else:
                 break
             sent = True
         return sent
@@ -1265,7 +1300,7 @@ class TcpSocket:
         pipe += max(self.snd_max - high, 0)
         return pipe
 
-    def _next_seg(self) -> tuple[int, int] | None:
+    def _next_seg(self, lost_only: bool = True) -> tuple[int, int] | None:
         """RFC 6675 NextSeg rules 1 and 3: the first unSACKed range above HighRxt (rule 1 wants
         it lost; rule 3, used only when no new data can go, takes any)."""
         sb = self.scoreboard
@@ -1274,7 +1309,7 @@ class TcpSocket:
             s = max(s, self._high_rxt)
             if s >= e:
                 continue
-            if sb.sacked_above(s) > thresh:
+            if not lost_only or sb.sacked_above(s) > thresh:
                 return s, min(e, s + self.snd_mss)
         return None
 
@@ -1355,7 +1390,7 @@ class TcpSocket:
             self.layer.counters["tcp.tx.retransmit"] += 1
             self._t_rtx = None
             self._send_syn(now)
-            self._t_rtx = self._q(now + self._syn_rto())
+            self._t_rtx = self._after(now, self._syn_rto(), rto=True)
             return
         flight = self.snd_max - max(self.snd_una, 0)
         self.cc.on_rto(now, flight, self.snd_max)
@@ -1369,7 +1404,7 @@ class TcpSocket:
         self.snd_nxt = max(self.snd_una, 0)
         if not self._send_next(now):
             self._retransmit_at(now, self.snd_nxt)
-        self._t_rtx = self._q(now + self.rtt.rto_us)
+        self._t_rtx = self._after(now, self.rtt.rto_us, rto=True)
 
     def _give_up(self, now: int) -> None:
         if self.state in _SYNCHRONIZED:
@@ -1396,11 +1431,11 @@ class TcpSocket:
         else:
             self._send_ack(now)
         self._persist_backoff += 1
-        self._t_persist = self._q(now + self._persist_interval())
+        self._t_persist = self._after(now, self._persist_interval(), rto=True)
 
     def _arm_keepalive(self, now: int) -> None:
         if self.keepalive and self.state in _SYNCHRONIZED:
-            self._t_keep = self._q(self._last_rx + self.cfg.keepalive_idle_us)
+            self._t_keep = self._after(self._last_rx, self.cfg.keepalive_idle_us)
         else:
             self._t_keep = None
 
@@ -1410,7 +1445,7 @@ class TcpSocket:
             return
         idle = now - self._last_rx
         if self._keep_probes == 0 and idle < cfg.keepalive_idle_us:
-            self._t_keep = self._q(self._last_rx + cfg.keepalive_idle_us)
+            self._t_keep = self._after(self._last_rx, cfg.keepalive_idle_us)
             return
         if self._keep_probes >= cfg.keepalive_count:
             self.layer.counters["tcp.keepalive-timeout"] += 1
@@ -1422,7 +1457,7 @@ class TcpSocket:
         # RFC 9293 3.8.4: SEG.SEQ = SND.NXT - 1, no data (the peer answers with an ACK)
         ack, w = self._ack_fields()
         self._emit(now, ACK, self._seq(self.snd_una - 1), ack, w, self._data_options(now), b"")
-        self._t_keep = self._q(now + cfg.keepalive_interval_us)
+        self._t_keep = self._after(now, cfg.keepalive_interval_us)
 
     # ================================================================== injection
 
