@@ -227,6 +227,11 @@ class Script:
         self.run_until(t_ms)
         return self.sock
 
+    def next_connection(self) -> None:
+        """Number the next connection's segments afresh: its ISN is learned from its SYN (for
+        scripts that open a second connection, e.g. a Fast Open reconnect)."""
+        self.local_isn = None
+
     # ------------------------------------------------------------------ the peer's side
 
     def inject(
@@ -392,6 +397,13 @@ class Script:
                 ack_opts.append(OptTimestamps(o.tsval + 1, echo[0] if echo else 0))
         self.inject(t_ms + rtt_ms, ".", seq=1, ack=1, win=win, opts=ack_opts)
         return self.accept()
+
+    def sack(self, *blocks: tuple[int, int]) -> OptSack:
+        """A SACK option from the peer, blocks relative to the stack's ISN (like ``ack``)."""
+        isn = self.local_isn or 0
+        return OptSack(
+            tuple(((lo + isn) & 0xFFFFFFFF, (hi + isn) & 0xFFFFFFFF) for lo, hi in blocks)
+        )
 
     def peer_ts(self, tsval: int) -> OptTimestamps:
         """A timestamps option for an inbound segment: ``tsval`` and an echo of the stack's

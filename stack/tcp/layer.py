@@ -200,6 +200,10 @@ class TcpLayer:
         self.counters["tcp.accepted"] += 1
         if lst.on_accept is not None:
             lst.on_accept(sock)
+            # data that came before the handshake completed (TFO data in the SYN) was
+            # buffered with no one to tell: the callbacks only exist from now on
+            if sock.readable and sock.on_readable is not None:
+                sock.on_readable(sock)
         else:
             lst.queue.append(sock)
 

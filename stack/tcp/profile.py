@@ -65,6 +65,7 @@ class TcpConfig:
     congestion_control: str = "newreno"  # "newreno" or "none"
     initial_window: int | None = None  # bytes; None = RFC 5681 formula
     limited_transmit: bool = True
+    fast_retransmit: bool = True  # 3 duplicate ACKs (or SACK) start loss recovery (RFC 5681)
     # security and misc
     rfc5961: bool = True  # challenge ACKs for in-window RST/SYN
     challenge_ack_per_s: int = 10
@@ -84,8 +85,9 @@ def _rto(**kw: int) -> RtoConfig:
 
 
 # What RIOT gnrc_tcp and uIP share: IPv6 MSS 1220 (1280 - 60), a one-MSS window, one segment
-# in flight, immediate ACKs, no options but MSS, no out-of-order queue, no congestion control,
-# no RFC 5961 checks, TIME-WAIT 60 s (RIOT 2 * 30 s MSL; uIP 120 ticks of 0.5 s).
+# in flight, immediate ACKs, no options but MSS, no out-of-order queue, no congestion control
+# and no fast retransmit (every loss waits for the RTO), no RFC 5961 checks, TIME-WAIT 60 s
+# (RIOT 2 * 30 s MSL; uIP 120 ticks of 0.5 s).
 _SINGLE_SEGMENT_STACK: dict[str, Any] = dict(
     mss=1220,
     default_send_mss=1220,
@@ -101,6 +103,8 @@ _SINGLE_SEGMENT_STACK: dict[str, Any] = dict(
     sack=False,
     ooo_queue=False,
     congestion_control="none",
+    fast_retransmit=False,
+    limited_transmit=False,
     rfc5961=False,
 )
 

@@ -72,6 +72,10 @@ class RttEstimator:
     def rto_us(self) -> int:
         cfg = self.config
         rto = max(cfg.min_us, min(self._base, cfg.max_us))
+        if cfg.tick_us:
+            # whole ticks before the back-off, which doubles the timer actually used (RFC 6298
+            # 5.5; lwIP and uIP shift a tick count): 390 ms -> 500 ms, 1 s, 2 s, not 1 s, 1.5 s
+            rto = -(-rto // cfg.tick_us) * cfg.tick_us
         rto = min(rto << self.backoffs, cfg.max_us)
         if cfg.tick_us:
             rto = -(-rto // cfg.tick_us) * cfg.tick_us

@@ -839,8 +839,8 @@ class TcpSocket:
         cc = self.cc
         flight = self.snd_max - max(self.snd_una, 0)
         cc.on_dup_ack(now, flight)
-        if self._recovering:
-            return
+        if self._recovering or not self.cfg.fast_retransmit:
+            return  # uIP and RIOT gnrc_tcp recover from every loss by RTO only
         lost = (
             self.sack_ok
             and self.scoreboard.sacked_above(self.snd_una) > (_DUPTHRESH - 1) * self.snd_mss
@@ -1109,7 +1109,6 @@ class TcpSocket:
         ect: bool = False,
     ) -> None:
         self.stats["segs_out"] += 1
-        self._last_send = now
         hdr = TcpHeader(self.local_port, self.remote_port, seq_no, ack, flags, window, 0, options)
         self.layer.transmit(now, self, hdr, payload, 2 if ect else 0)
 
@@ -1221,6 +1220,7 @@ class TcpSocket:
         ack, w = self._ack_fields()
         opts = self._data_options(now)
         self._emit(now, flags, self._seq(off), ack, w, opts, payload, retransmit, ect)
+        self._last_send = now  # data only: pure ACKs do not end an idle period (RFC 5681 4.1)
         self.stats["bytes_out"] += n
         if retransmit:
             self.stats["retransmits"] += 1
