@@ -206,6 +206,8 @@ class Interface:
         self.ipv6: list[Ipv6Address] = []
         self.routes4 = Routes()
         self.routes6 = Routes()
+        self._nh_cache: dict[bytes, bytes | None] = {}
+        self._nh_stamp: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self.neighbors = NeighborCache(cfg.neighbor)
         self._reasm4 = Reassembler(cfg.reassembly_v4)
         self._reasm6 = Reassembler(cfg.reassembly_v6)
@@ -861,6 +863,25 @@ class Interface:
         return preferred[0] if preferred else None
 
     def _next_hop(self, dst: bytes) -> bytes | None:
+        """Where to send a packet for ``dst``, cached per destination.
+
+        Every TCP segment needs this; the cache is keyed by the routing state (route table
+        versions and the address list), so any change to addresses or routes invalidates it.
+        """
+        stamp = (self.routes4.version, self.routes6.version, len(self.ipv4), len(self.ipv6))
+        if stamp != self._nh_stamp:
+            self._nh_cache.clear()
+            self._nh_stamp = stamp
+        try:
+            return self._nh_cache[dst]
+        except KeyError:
+            pass
+        hop = self._route(dst)
+        if len(self._nh_cache) < 1024:
+            self._nh_cache[dst] = hop
+        return hop
+
+    def _route(self, dst: bytes) -> bytes | None:
         if len(dst) == 4:
             if dst in self._v4_bcast or dst[0] & 0xF0 == 0xE0:
                 return dst

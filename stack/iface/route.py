@@ -36,6 +36,7 @@ def network_of(addr: bytes, prefix_len: int) -> bytes:
 class Routes:
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self.version = 0  # bumped on every change, so lookups can be cached
 
     def add(self, prefix: bytes, prefix_len: int, gateway: bytes | None = None) -> Route:
         if not 0 <= prefix_len <= len(prefix) * 8:
@@ -48,11 +49,13 @@ class Routes:
         ]
         self._routes.append(route)
         self._routes.sort(key=lambda r: -r.prefix_len)  # longest prefix first
+        self.version += 1
         return route
 
     def remove(self, prefix: bytes, prefix_len: int) -> None:
         net = network_of(prefix, prefix_len)
         self._routes = [r for r in self._routes if (r.prefix, r.prefix_len) != (net, prefix_len)]
+        self.version += 1
 
     def lookup(self, dst: bytes) -> Route | None:
         for route in self._routes:

@@ -123,6 +123,7 @@ class TcpSocket:
         self.remote_port = remote_port
         self.key = (local, local_port, remote, remote_port)
         self.v6 = len(local) == 16
+        self._advmss = max(min(config.mss, layer.mtu - (60 if self.v6 else 40)), 1)
         self.state = CLOSED
         self.error: str | None = None  # "refused", "reset", "timeout", "aborted"
         self.listener: object | None = None  # the Listener that spawned us (passive open)
@@ -436,8 +437,7 @@ class TcpSocket:
     _tfo_request = False
 
     def _adv_mss(self) -> int:
-        hdrs = 60 if self.v6 else 40
-        return max(min(self.cfg.mss, self.layer.mtu - hdrs), 1)
+        return self._advmss
 
     def _init_rcv_window(self) -> None:
         cfg = self.cfg
