@@ -1,7 +1,9 @@
 """Fixtures for tests that need root: network namespaces, TAPs, the stack as a process.
 
-Everything created here carries the ``hilt-`` prefix; leftovers of a killed run are removed at
-session start, and every fixture removes what it made even when the test fails.
+Everything created here carries the ``hilt-`` prefix and ends in the creating process's pid;
+namespaces of test sessions that are gone (killed runs) are removed at session start, those of
+sessions still running are left alone, and every fixture removes what it made even when the
+test fails.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.localstack import LocalStack, serve_argv, start
+from harness.vnet import gc_stale
 
 PREFIX = "hilt-"
 REPO = Path(__file__).resolve().parents[2]
@@ -35,11 +38,12 @@ def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
 
 
 def _gc_leftovers() -> None:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    gc_stale(PREFIX)  # only namespaces whose owner pid has exited
+
+
+def ns_name(role: str = "") -> str:
+    """``hilt-[role-]<hex>-<pid>``: unique, and collectable once this process is gone."""
+    return f"{PREFIX}{role + '-' if role else ''}{secrets.token_hex(3)}-{os.getpid()}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,7 +75,7 @@ class Netns:
 @pytest.fixture
 def netns() -> Iterator[Netns]:
     _need_root()
-    ns = Netns(PREFIX + secrets.token_hex(3))
+    ns = Netns(ns_name())
     sh("ip", "netns", "add", ns.name)
     try:
         n = ns.name

@@ -8,7 +8,6 @@ interface outside those namespaces.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import struct
 import subprocess
@@ -23,6 +22,7 @@ from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice, TunDe
 from stack.phy.netns import in_netns
 from stack.wire.checksum import Buffer, checksum
 from stack.wire.link import LinkType
+from tests.integration.conftest import ns_name
 
 pytestmark = pytest.mark.root
 
@@ -46,7 +46,7 @@ def _need_root() -> None:
 def ns() -> Iterator[str]:
     """A fresh network namespace ``hilt-phy-<hex>``, deleted whatever the test does."""
     _need_root()
-    name = "hilt-phy-" + secrets.token_hex(3)
+    name = ns_name("phy")
     sh("ip", "netns", "add", name)
     try:
         sh("ip", "-n", name, "link", "set", "lo", "up")
