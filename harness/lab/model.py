@@ -165,6 +165,14 @@ def _v6only(v: str) -> str:
     return out
 
 
+def _keys_match(v: dict[str, Any], pattern: str, message: str) -> dict[str, Any]:
+    """Every key of a settings mapping must match ``pattern``; else ``message`` names it."""
+    for key in v:
+        if not re.fullmatch(pattern, key):
+            raise ValueError(message.format(key=key))
+    return v
+
+
 class LinuxTarget(Target):
     """The kernel's stack in its own namespace; ``sysctl`` keys are net.* settings."""
 
@@ -175,13 +183,11 @@ class LinuxTarget(Target):
     @field_validator("sysctl")
     @classmethod
     def _net_only(cls, v: dict[str, int | str]) -> dict[str, int | str]:
-        for key in v:
-            if not re.fullmatch(r"net\.[a-z0-9_.-]+", key):
-                raise ValueError(
-                    f"sysctl {key!r}: only per-namespace net.* keys can be set "
-                    "(e.g. net.ipv4.tcp_sack)"
-                )
-        return v
+        return _keys_match(
+            v,
+            r"net\.[a-z0-9_.-]+",
+            "sysctl {key!r}: only per-namespace net.* keys can be set (e.g. net.ipv4.tcp_sack)",
+        )
 
 
 class LocalTarget(Target):
@@ -215,10 +221,9 @@ class LwipTarget(Target):
     @field_validator("lwipopts")
     @classmethod
     def _macro_names(cls, v: dict[str, int | str]) -> dict[str, int | str]:
-        for key in v:
-            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
-                raise ValueError(f"lwipopts {key!r} is not an lwIP option name (e.g. TCP_MSS)")
-        return v
+        return _keys_match(
+            v, r"[A-Z][A-Z0-9_]*", "lwipopts {key!r} is not an lwIP option name (e.g. TCP_MSS)"
+        )
 
 
 class NativeTarget(Target):
