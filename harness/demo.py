@@ -34,6 +34,21 @@ for size in (1, 512, 1472, 8000):
 print(ok)
 """
 
+# RFC 862 echo over TCP: 1 MB out, the same 1 MB back (both directions at once), timed by the
+# client only to show a rough rate; the report's measurements come from captures.
+_TCP_CHECK = r"""
+import os, socket, sys, threading, time
+data = os.urandom(1_000_000)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+t0 = time.monotonic()
+threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR))).start()
+got = bytearray()
+while chunk := s.recv(65536):
+    got += chunk
+dt = time.monotonic() - t0
+print("ok" if bytes(got) == data else f"bad {len(got)}", f"{len(data) * 8 / dt / 1e6:.0f}")
+"""
+
 
 def run_demo(out_dir: Path | None = None, lab_path: Path = Path("lab.yaml")) -> int:
     try:
@@ -63,9 +78,17 @@ def _run_target(lab: Lab, target: LocalTarget, pcap: Path) -> int:
     echo = any(s.kind == "udp-echo" and s.port == 7 for s in target.services)
     results: list[tuple[str, bool, str]] = []
     print(f"target {target.name} (stack: local) from {lab.path}")
-    with tap_link("demo", [lab.tester_ipv4, lab.tester_ipv6]) as link:
+    with tap_link("demo", [target.tester_ipv4, target.tester_ipv6]) as link:
+        tcp = [a for kv in target.tcp for a in ("--tcp", kv)]
         argv = serve_argv(
-            link.tap, link.netns, target.mac, target.ipv4, target.ipv6, services, pcap
+            link.tap,
+            link.netns,
+            target.mac,
+            target.ipv4,
+            target.ipv6,
+            services,
+            pcap,
+            extra=["--profile", target.profile, *tcp],
         )
         try:
             stack = start(argv)
@@ -102,6 +125,19 @@ def _run_target(lab: Lab, target: LocalTarget, pcap: Path) -> int:
                 good = res.stdout.strip() == "4"
                 results.append(
                     (f"UDP echo {fam} (1..8000 B)", good, f"{res.stdout.strip() or 0}/4 byte-exact")
+                )
+            tcp_echo = next((s.port for s in target.services if s.kind == "echo"), None)
+            for fam, addr in (("IPv4", stack_v4), ("IPv6", stack_v6)) if tcp_echo else ():
+                res = link.exec(sys.executable, "-c", _TCP_CHECK, addr, str(tcp_echo))
+                verdict, _, rate = res.stdout.strip().partition(" ")
+                results.append(
+                    (
+                        f"TCP echo {fam} (1 MB)",
+                        verdict == "ok",
+                        f"{rate} Mbit/s each way"
+                        if verdict == "ok"
+                        else (res.stdout + res.stderr).strip()[-80:],
+                    )
                 )
             neigh = link.exec("ip", "neigh", "show", "dev", link.tap).stdout
             results.append(("Linux resolved the stack (ARP+NDP)", neigh.count(target.mac) >= 2, ""))
