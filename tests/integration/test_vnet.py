@@ -68,7 +68,8 @@ def test_hil_run_end_to_end(tmp_path: object) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("PASS") == 8 and "FAIL" not in out.stdout
+    assert out.stdout.count("PASS") == 10 and "FAIL" not in out.stdout
+    assert "TCP echo IPv4 (1 MB)" in out.stdout and "TCP echo IPv6 (1 MB)" in out.stdout
     assert "no malformed frames (tshark)" in out.stdout
     assert (tmp_path / "local.pcapng").stat().st_size > 0  # type: ignore[operator]
     assert not [n for n in list_netns() if n.startswith("hil-demo-")]
