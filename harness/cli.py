@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.demo import run_demo
-from harness.lab.load import LabError
-from harness.lab.load import load as load_lab
-from harness.lab.model import json_schema
+from harness.lab.cli import add_parser as add_lab_parser
 from stack.iface import Interface, InterfaceConfig
 from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice
 from stack.phy.base import Device
@@ -102,17 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_stack_serve)
 
-    lab = sub.add_parser("lab", help="the lab file and the lab it describes")
-    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
-    schema = lab_sub.add_parser(
-        "schema", help="print the lab file's JSON Schema (for editor completion)"
-    )
-    schema.set_defaults(func=cmd_lab_schema)
-    check = lab_sub.add_parser("check", help="validate a lab file")
-    check.add_argument(
-        "--lab", type=Path, default=Path("lab.yaml"), help="lab file (default lab.yaml)"
-    )
-    check.set_defaults(func=cmd_lab_check)
+    add_lab_parser(sub)
 
     run_p = sub.add_parser(
         "run",
@@ -127,26 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_p.set_defaults(func=lambda a: run_demo(a.out, a.lab))
     return parser
-
-
-def cmd_lab_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=2))
-    return 0
-
-
-def cmd_lab_check(args: argparse.Namespace) -> int:
-    """Validate the file (resource checks join with the virtual-lab backend)."""
-    try:
-        lab = load_lab(args.lab)
-    except LabError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    for t in lab.targets:
-        where = "board " + t.link.board.nic if t.link.board else "virtual"
-        addrs = ", ".join(a for a in (t.ipv4, t.ipv6) if a)
-        print(f"{t.name}: {t.stack} ({where}) {addrs}; services {t.services.ports()}")
-    print(f"{args.lab}: {len(lab.targets)} target(s), valid")
-    return 0
 
 
 def cmd_stack_serve(args: argparse.Namespace) -> int:

@@ -10,9 +10,11 @@ this module created is ever touched.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 PREFIX = "hil-"
@@ -22,11 +24,43 @@ class VnetError(RuntimeError):
     pass
 
 
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    res = run(["ip", *args])
     if check and res.returncode != 0:
         raise VnetError(f"ip {' '.join(args)}: {res.stderr.strip() or res.stdout.strip()}")
     return res
+
+
+def tc(netns: str, *args: str) -> None:
+    res = run(["tc", "-n", netns, *args])
+    if res.returncode != 0:
+        raise VnetError(
+            f"tc {' '.join(args)}: {res.stderr.strip()} (the kernel needs cls_u32 and "
+            "act_mirred: modprobe cls_u32 act_mirred)"
+        )
+
+
+def netns_pids(name: str) -> list[int]:
+    out = ip("netns", "pids", name, check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def remove_netns(name: str) -> None:
+    """Kill whatever still runs in ``name`` (a target program outlives a SIGKILLed owner: it
+    has its own process group), then delete it; deleting a namespace deletes its links."""
+    for _ in range(3):
+        pids = netns_pids(name)
+        if not pids:
+            break
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    ip("netns", "del", name, check=False)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -55,7 +89,7 @@ def gc_stale(prefix: str = PREFIX) -> list[str]:
             continue
         if tail.isdigit() and int(tail) == os.getpid():
             continue
-        ip("netns", "del", name, check=False)
+        remove_netns(name)
         removed.append(name)
     return removed
 

@@ -214,8 +214,9 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unknown argv placeholder",
         BASE + "  - {name: a, stack: native, ipv4: 10.0.0.2/24, argv: [x, '{iface}']}\n",
-        "lab.yaml:3: targets[0] (a).argv: argv placeholder {iface} is unknown; use {tap}, {tun}, "
-        "{netns}, {mac}, {ipv4}, {ipv6} or {name}",
+        "lab.yaml:3: targets[0] (a).argv: argv placeholder {iface} is unknown; use {tap}, "
+        "{ifname}, {netns}, {mac}, {ipv4}, {ipv6}, {ipv4_addr}, {ipv6_addr}, {name}, {echo}, "
+        "{discard}, {chargen}",
     ),
     (
         "name with capitals",

@@ -1,0 +1,1 @@
+"""The agent protocol (docs/agent.md): the Python client and the conformance suite."""

@@ -1,0 +1,1 @@
+"""The reference stack in this repository as a target (``hil stack serve``)."""
