@@ -10,14 +10,9 @@ from pathlib import Path
 
 from harness.demo import run_demo
 from harness.lab.cli import add_parser as add_lab_parser
-from stack.iface import Interface, InterfaceConfig
-from stack.phy import AfPacketDevice, PcapDevice, PcapngWriter, TapDevice
-from stack.phy.base import Device
-from stack.phy.loop import run
-from stack.services import ServiceSpec, parse_services, start_services
-from stack.tcp.layer import TcpLayer
-from stack.tcp.profile import PROFILES, parse_overrides, profile
-from stack.time import MonotonicClock
+from harness.stackserve import serve as stack_serve
+from stack.services import ServiceSpec, parse_services
+from stack.tcp.profile import PROFILES
 from stack.wire import addr as A
 
 
@@ -97,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one TCP setting of the profile, e.g. --tcp nagle=off",
     )
-    serve.set_defaults(func=cmd_stack_serve)
+    serve.add_argument(
+        "--agent",
+        action="store_true",
+        help="speak the agent protocol (docs/agent.md) on stdin/stdout",
+    )
+    serve.set_defaults(func=stack_serve)
 
     add_lab_parser(sub)
 
@@ -114,75 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_p.set_defaults(func=lambda a: run_demo(a.out, a.lab))
     return parser
-
-
-def cmd_stack_serve(args: argparse.Namespace) -> int:
-    config = InterfaceConfig(mac=args.mac, mtu=args.mtu, seed=args.seed)
-    if args.no_dad:
-        config.dad_transmits = 0
-    services = list(args.services) + [ServiceSpec("udp-echo", p) for p in args.udp_echo]
-    iface = Interface(config)
-    for addr, plen in args.ipv4:
-        iface.add_ipv4(addr, plen)
-    for addr, plen in args.ipv6:
-        iface.add_ipv6(addr, plen)
-    for gw in args.gateway:
-        iface.set_gateway(gw)
-    try:
-        tcp_config = profile(args.profile, **parse_overrides(args.tcp))
-    except ValueError as exc:
-        print(f"hil stack serve: {exc}", file=sys.stderr)
-        return 2
-    tcp = TcpLayer(iface, tcp_config)
-    start_services(iface, services, tcp)
-
-    device: Device
-    try:
-        if args.tap:
-            device = TapDevice(args.tap, netns=args.netns, create=True, mtu=args.mtu)
-        else:
-            device = AfPacketDevice(args.iface, netns=args.netns)
-    except OSError as exc:
-        where = f"TAP {args.tap}" if args.tap else f"interface {args.iface}"
-        ns = f" in netns {args.netns}" if args.netns else ""
-        print(f"hil stack serve: cannot open {where}{ns}: {exc}", file=sys.stderr)
-        return 1
-    writer = None
-    if args.pcap:
-        writer = PcapngWriter(args.pcap, device.link_type)
-        device = PcapDevice(device, writer)
-
-    announced = False
-
-    def should_stop() -> bool:
-        nonlocal announced
-        if not announced and not any(a.state == "tentative" for a in iface.ipv6):
-            announced = True
-            held = [f"{A.ip_str(a.addr)}/{a.prefix_len}" for a in iface.ipv4]
-            held += [f"{A.ip_str(a.addr)}/{a.prefix_len} ({a.state})" for a in iface.ipv6]
-            svc = ", ".join(str(s) for s in services) or "none"
-            print(
-                f"ready: mac {A.mac_str(iface.mac)}; addresses {', '.join(held)}; services {svc}; "
-                f"tcp profile {args.profile}" + (f" ({', '.join(args.tcp)})" if args.tcp else ""),
-                flush=True,
-            )
-        return False
-
-    try:
-        run(iface, device, MonotonicClock(), stop=should_stop)  # returns on SIGINT/SIGTERM
-    finally:
-        device.close()
-        if writer is not None:
-            writer.close()
-    c = iface.counters
-    print(
-        f"frames in {c['rx.frames']}, out {c['tx.frames']}, malformed dropped {c['rx.malformed']}, "
-        f"other drops {c['rx.drop']}, internal errors {c['internal-error']}, "
-        f"tcp segments in {c['tcp.rx.segments']}, out {c['tcp.tx.segments']}, "
-        f"retransmitted {c['tcp.tx.retransmit']}, connections {c['tcp.established']}",
-        flush=True,
-    )
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 PREFIX = "hil-"
 
@@ -63,14 +64,20 @@ def remove_netns(name: str) -> None:
     ip("netns", "del", name, check=False)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie counts as dead: a killed owner is not reaped at once
+    (its parent, often init, does that later), but it will never clean up again."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def list_netns() -> list[str]:
@@ -85,7 +92,7 @@ def gc_stale(prefix: str = PREFIX) -> list[str]:
         if not name.startswith(prefix):
             continue
         tail = name.rsplit("-", 1)[-1]
-        if tail.isdigit() and _pid_alive(int(tail)) and int(tail) != os.getpid():
+        if tail.isdigit() and pid_alive(int(tail)) and int(tail) != os.getpid():
             continue
         if tail.isdigit() and int(tail) == os.getpid():
             continue

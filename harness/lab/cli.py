@@ -45,6 +45,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("target")
     p.add_argument("words", nargs="+", metavar="WORD")
     p.set_defaults(func=cmd_agent)
+    p = with_lab(
+        lab_sub.add_parser(
+            "conformance", help="run the agent conformance suite against a running target"
+        )
+    )
+    p.add_argument("target")
+    p.set_defaults(func=cmd_conformance)
     p = with_lab(lab_sub.add_parser("keep", help=argparse.SUPPRESS))
     p.add_argument("--logs", type=Path, required=True)
     p.set_defaults(func=cmd_keep)
@@ -125,6 +132,37 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return 0
     print(f"err {reply.get('err', '')} {reply.get('text', reply.get('error', ''))}".strip())
     return 1
+
+
+def conformance(lab: Lab, target: str) -> list[Any]:
+    """The agent conformance suite (docs/agent.md) against ``target`` of the running ``lab``."""
+    from targets.agent import conformance as suite
+
+    spec = lab.target(target)
+    live = keeper.control(lab, {"op": "state"})["targets"][target]
+    tester = suite.Tester.in_netns(
+        live["tester_netns"],
+        tester_ipv4=spec.tester.ipv4,
+        target_ipv4=spec.ipv4,
+        tester_ipv6=spec.tester.ipv6,
+        target_ipv6=spec.ipv6,
+    )
+    return suite.run(keeper.KeeperAgent(lab, target), tester)
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from targets.agent.conformance import table
+
+    lab = _load(args.lab)
+    if lab is None:
+        return 2
+    try:
+        checks = conformance(lab, args.target)
+    except (OSError, KeyError) as exc:
+        print(f"lab {lab.name}: {exc}; is it up (hil lab up)?", file=sys.stderr)
+        return 1
+    print(table(checks))
+    return 0 if all(c.passed for c in checks) else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

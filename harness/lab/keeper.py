@@ -29,7 +29,7 @@ from typing import Any
 from harness import vnet
 from harness.lab.model import Lab
 from harness.lab.virtual import VirtualLab
-from targets.agent.client import AgentError
+from targets.agent.client import Agent, AgentError
 
 UP_TIMEOUT_S = 120.0  # a cold lwIP build is part of a first bring-up
 
@@ -52,23 +52,6 @@ def read_state(lab: Lab) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return data
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "?"
 
 
 def _write_state(lab: Lab, data: dict[str, Any]) -> None:
@@ -152,6 +135,14 @@ def _control_server(
                     return {"ok": agent.command(str(req["line"]), float(req.get("timeout", 30)))}
                 except AgentError as exc:
                     return {"err": exc.code, "text": exc.text}
+        if op == "raw":
+            node = vlab.node(str(req["target"]))
+            agent = node.driver.agent()
+            if agent is None:
+                return {"err": "none", "text": f"{node.spec.name} has no agent"}
+            with locks[node.spec.name]:
+                agent.write_raw(str(req["data"]).encode("latin-1"))
+            return {"ok": []}
         if op == "down":
             stop.set()
             return {"ok": []}
@@ -185,7 +176,7 @@ def control(lab: Lab, request: dict[str, Any], timeout: float = 60.0) -> dict[st
 def up(lab: Lab, lab_path: Path, logdir: Path | None = None) -> tuple[int, str]:
     """Start a keeper and wait until the lab is up. Returns (exit code, message)."""
     state = read_state(lab)
-    if state is not None and _alive(int(state.get("pid", 0))):
+    if state is not None and vnet.pid_alive(int(state.get("pid", 0))):
         return 1, f"lab {lab.name} is already up (keeper pid {state['pid']}); hil lab down first"
     removed = _collect(lab)
     run_dir().mkdir(parents=True, exist_ok=True)
@@ -225,12 +216,12 @@ def down(lab: Lab, timeout_s: float = 30.0) -> tuple[int, str]:
     msgs = []
     if state is not None:
         pid = int(state.get("pid", 0))
-        if pid and _alive(pid):
+        if pid and vnet.pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while _alive(pid) and time.monotonic() < deadline:
+            while vnet.pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(pid):
+            if vnet.pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 msgs.append(f"keeper pid {pid} did not stop in {timeout_s:g} s; killed")
             else:
@@ -247,8 +238,35 @@ def _collect(lab: Lab) -> list[str]:
     """Remove what a dead keeper of this lab left: namespaces (and their processes), files."""
     removed = vnet.gc_stale(vnet.PREFIX)
     state = read_state(lab)
-    if state is not None and not _alive(int(state.get("pid", 0))):
+    if state is not None and not vnet.pid_alive(int(state.get("pid", 0))):
         for path in (state_path(lab), sock_path(lab)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
     return removed
+
+
+class KeeperAgent(Agent):
+    """A target's agent reached through the keeper of a running lab (``hil lab up``): the same
+    client API, with each command relayed over the control socket."""
+
+    def __init__(self, lab: Lab, target: str, timeout_s: float = 5.0) -> None:
+        super().__init__(-1, -1, timeout_s)
+        self.lab = lab
+        self.target = target
+
+    def write_raw(self, data: bytes) -> None:
+        reply = control(
+            self.lab, {"op": "raw", "target": self.target, "data": data.decode("latin-1")}
+        )
+        if "ok" not in reply:
+            raise AgentError("(raw)", str(reply.get("err", "internal")), str(reply))
+
+    def command(self, line: str, timeout_s: float | None = None) -> list[str]:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        request = {"op": "agent", "target": self.target, "line": line, "timeout": timeout}
+        reply = control(self.lab, request, timeout + 5)
+        if "ok" in reply:
+            return [str(w) for w in reply["ok"]]
+        if "err" in reply:
+            raise AgentError(line, str(reply["err"]), str(reply.get("text", "")))
+        raise AgentError(line, "internal", str(reply.get("error", reply)))

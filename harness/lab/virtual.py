@@ -54,6 +54,8 @@ def ns_names(target: str, owner: int) -> tuple[str, str]:
 class Tester:
     """The harness's side of one target's link: kernel sockets in the tester namespace."""
 
+    __test__ = False  # not a pytest class, whatever its name
+
     netns: str | None
     ifname: str
     ipv4: str | None

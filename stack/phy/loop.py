@@ -132,6 +132,7 @@ def run(
     stop: StopCondition = None,
     max_batch: int = 64,
     handle_signals: bool = True,
+    watch: Sequence[tuple[int, Callable[[], bool]]] = (),
 ) -> LoopStats:
     """Drive ``iface`` over ``device`` in real time until ``stop`` or SIGINT/SIGTERM.
 
@@ -141,7 +142,9 @@ def run(
     never sleeps longer than 100 ms, so setting it from another thread or a signal handler ends
     the run promptly. With ``handle_signals`` (main thread only) SIGINT/SIGTERM end the run
     cleanly and are reported in the returned stats, instead of raising in the middle of frame
-    processing. Exceptions from the interface or device propagate.
+    processing. ``watch`` lists extra fds (a console, a control socket) and what to call when
+    one is readable; the callback returns False to stop watching its fd (at EOF). Exceptions
+    from the interface, the device or a callback propagate.
     """
     if max_batch < 1:
         raise ValueError("max_batch must be >= 1")
@@ -153,6 +156,9 @@ def run(
         fd = device.fileno()
         if fd >= 0:
             ep.register(fd, select.EPOLLIN)
+        callbacks = dict(watch)
+        for wfd in callbacks:
+            ep.register(wfd, select.EPOLLIN)
         with _SignalStop(handle_signals) as sigstop:
             if sigstop.rsock is not None:
                 ep.register(sigstop.rsock.fileno(), select.EPOLLIN)
@@ -178,8 +184,13 @@ def run(
                         timeout_us = min(max(deadline - clock.now(), 0), MAX_SLEEP_US)
                 # epoll rounds the timeout up to whole milliseconds, so no busy-wait before a
                 # sub-millisecond deadline.
-                ep.poll(timeout_us / 1_000_000)
+                events = ep.poll(timeout_us / 1_000_000)
                 stats.wakeups += 1
+                for efd, _ in events:
+                    callback = callbacks.get(efd)
+                    if callback is not None and not callback():
+                        ep.unregister(efd)
+                        del callbacks[efd]
                 sigstop.drain()
             stats.signal = sigstop.received
     finally:

@@ -95,6 +95,10 @@ class Agent:
         line, self._buf = self._buf.split(b"\n", 1)
         return line.rstrip(b"\r").decode("ascii", "replace")
 
+    def write_raw(self, data: bytes) -> None:
+        """Bytes to the console as they are (framing tests); no reply is awaited."""
+        os.write(self.wfd, data)
+
     def command(self, line: str, timeout_s: float | None = None) -> list[str]:
         """Send one command; return the words after ``ok`` or raise :class:`AgentError`."""
         if "\n" in line or len(line) + 1 > MAX_LINE:

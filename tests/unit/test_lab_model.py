@@ -261,3 +261,51 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(LabError) as exc:
         parse(text, P, {})
     assert [line for line, _ in exc.value.problems] == [3, 4]
+
+
+def test_resource_check_names_missing_nic_console_and_binary() -> None:
+    from harness.lab.check import Problem, check
+
+    text = """\
+    version: 1
+    targets:
+      - name: board
+        stack: native
+        ipv4: 10.1.0.2/24
+        argv: [/nonexistent/riot.elf, "{tap}"]
+        link: {board: {nic: hilnosuch0, console: "serial:///dev/hil-no-such-tty?baudrate=115200"}}
+    """
+    problems = check(lab(text))  # type: ignore[arg-type]
+    nics = ", ".join(sorted(p.name for p in Path("/sys/class/net").iterdir()))
+    assert problems == [
+        Problem(
+            "targets[0] (board)",
+            f"link.board.nic: no interface 'hilnosuch0' on this machine; have: {nics}",
+        ),
+        Problem(
+            "targets[0] (board)",
+            "link.board.console: /dev/hil-no-such-tty does not exist (board unplugged? udev name?)",
+        ),
+        Problem(
+            "targets[0] (board)",
+            "argv[0]: '/nonexistent/riot.elf' is not an executable file or a command on PATH; "
+            "build your binary first and give its path",
+        ),
+    ]
+
+
+def test_link_kind_must_suit_the_stack() -> None:
+    text = """\
+    version: 1
+    targets:
+      - name: lw
+        stack: lwip
+        ipv4: 10.1.0.2/24
+        link: {virtual: {kind: veth}}
+    """
+    with pytest.raises(LabError) as exc:
+        lab(text)
+    assert str(exc.value) == (
+        "lab.yaml:3: targets[0] (lw): link.virtual.kind 'veth' does not suit stack 'lwip'; "
+        "use 'tap'"
+    )
