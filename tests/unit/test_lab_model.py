@@ -309,3 +309,59 @@ def test_link_kind_must_suit_the_stack() -> None:
         "lab.yaml:3: targets[0] (lw): link.virtual.kind 'veth' does not suit stack 'lwip'; "
         "use 'tap'"
     )
+
+
+def test_out_of_tree_kind_comes_in_through_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """labgrid-style: a module named in ``imports:`` registers its own target kind, with its own
+    keys validated as strictly as the built-in ones, and the JSON Schema offers it."""
+    from targets.spec import TARGET_KINDS
+
+    (tmp_path / "hil_test_board_driver.py").write_text(
+        textwrap.dedent(
+            """\
+            from typing import ClassVar, Literal
+
+            from targets.base import Driver, Placement
+            from targets.spec import Target, register_target
+
+
+            class ZephyrTarget(Target):
+                kind: ClassVar[str] = "zephyr"
+                stack: Literal["zephyr"] = "zephyr"
+                board: str
+
+                def driver(self, place: Placement) -> Driver:
+                    return Driver(place)
+
+
+            register_target(ZephyrTarget)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        good = lab(
+            """\
+            version: 1
+            imports: [hil_test_board_driver]
+            targets:
+              - {name: z, stack: zephyr, board: nrf52840dk, ipv6: "2001:db8::2/64"}
+            """
+        )
+        assert type(good.target("z")).__name__ == "ZephyrTarget"  # type: ignore[attr-defined]
+        with pytest.raises(LabError) as exc:
+            lab(
+                """\
+                version: 1
+                imports: [hil_test_board_driver]
+                targets:
+                  - {name: z, stack: zephyr, bord: nrf52840dk, ipv6: "2001:db8::2/64"}
+                """
+            )
+        assert "unknown key 'bord'; did you mean 'board'?" in str(exc.value)
+        kinds = json_schema()["properties"]["targets"]["items"]["discriminator"]["mapping"]
+        assert "zephyr" in kinds
+    finally:
+        TARGET_KINDS.pop("zephyr", None)
