@@ -13,7 +13,7 @@ import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from targets.base import Driver, Placement
@@ -37,8 +37,16 @@ def _iface(value: str) -> str:
     return str(iface)
 
 
-IPv4If = Annotated[str, Field(description="IPv4 address with prefix length, e.g. 10.77.1.2/24")]
-IPv6If = Annotated[str, Field(description="IPv6 address with prefix, e.g. 2001:db8:77:1::2/64")]
+IPv4If = Annotated[
+    str,
+    AfterValidator(lambda v: _v4only(v)),
+    Field(description="IPv4 address with prefix length, e.g. 10.77.1.2/24"),
+]
+IPv6If = Annotated[
+    str,
+    AfterValidator(lambda v: _v6only(v)),
+    Field(description="IPv6 address with prefix, e.g. 2001:db8:77:1::2/64"),
+]
 MacAddr = Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -47,16 +55,6 @@ class Addresses(Strict):
     ipv4: IPv4If | None = None
     ipv6: IPv6If | None = None
     mac: MacAddr | None = None
-
-    @field_validator("ipv4")
-    @classmethod
-    def _v4(cls, v: str | None) -> str | None:
-        return None if v is None else _v4only(v)
-
-    @field_validator("ipv6")
-    @classmethod
-    def _v6(cls, v: str | None) -> str | None:
-        return None if v is None else _v6only(v)
 
 
 class Services(Strict):
@@ -133,16 +131,6 @@ class Target(Strict):
     services: Services = Field(default_factory=Services)
     agent: Agent = Field(default_factory=Agent)
     build: dict[str, Any] = Field(default_factory=dict, description="free-form build notes")
-
-    @field_validator("ipv4")
-    @classmethod
-    def _v4(cls, v: str | None) -> str | None:
-        return None if v is None else _v4only(v)
-
-    @field_validator("ipv6")
-    @classmethod
-    def _v6(cls, v: str | None) -> str | None:
-        return None if v is None else _v6only(v)
 
     @model_validator(mode="after")
     def _addresses(self) -> Target:

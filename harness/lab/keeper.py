@@ -125,24 +125,19 @@ def _control_server(
                 state["targets"][name]["alive"] = node.driver.alive()
                 state["targets"][name]["build"] = node.driver.build_info()
             return state
-        if op == "agent":
+        if op in ("agent", "raw"):
             node = vlab.node(str(req["target"]))
             agent = node.driver.agent()
             if agent is None:
                 return {"err": "none", "text": f"{node.spec.name} has no agent"}
             with locks[node.spec.name]:
+                if op == "raw":
+                    agent.write_raw(str(req["data"]).encode("latin-1"))
+                    return {"ok": []}
                 try:
                     return {"ok": agent.command(str(req["line"]), float(req.get("timeout", 30)))}
                 except AgentError as exc:
                     return {"err": exc.code, "text": exc.text}
-        if op == "raw":
-            node = vlab.node(str(req["target"]))
-            agent = node.driver.agent()
-            if agent is None:
-                return {"err": "none", "text": f"{node.spec.name} has no agent"}
-            with locks[node.spec.name]:
-                agent.write_raw(str(req["data"]).encode("latin-1"))
-            return {"ok": []}
         if op == "down":
             stop.set()
             return {"ok": []}

@@ -241,11 +241,12 @@ def describe(cfg: TcpConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to one level with dotted keys (``cc.initial_window``), for key=value output."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[prefix + key] = value
     return out
@@ -261,7 +262,7 @@ def _fmt(key: str, value: Any) -> str:
 
 def difference_table() -> str:
     """The settings that differ between profiles, as a Markdown table (docs/tcp.md has it)."""
-    flat = {name: _flat(describe(cfg)) for name, cfg in PROFILES.items()}
+    flat = {name: flatten(describe(cfg)) for name, cfg in PROFILES.items()}
     names = list(PROFILES)
     lines = [
         "| setting | " + " | ".join(names) + " |",

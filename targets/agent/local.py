@@ -17,7 +17,7 @@ from typing import Any
 
 from stack.iface import Interface
 from stack.tcp.layer import Listener, TcpLayer
-from stack.tcp.profile import describe
+from stack.tcp.profile import describe, flatten
 from stack.tcp.socket import State, TcpError, TcpSocket
 from stack.wire import addr as A
 from targets.agent.server import (
@@ -156,7 +156,7 @@ class LocalBackend(Backend):
 
     def info(self) -> dict[str, str]:
         out = {"profile": self.profile, "overrides": ",".join(self.overrides) or "none"}
-        out.update({f"tcp.{k}": _fmt(v) for k, v in _flat(describe(self.tcp.config)).items()})
+        out.update({f"tcp.{k}": _fmt(v) for k, v in flatten(describe(self.tcp.config)).items()})
         out["mtu"] = str(self.iface.config.mtu)
         return out
 
@@ -218,16 +218,6 @@ def attach(
     core = AgentCore(LocalBackend(iface, tcp, now, profile, overrides), emit, now, log)
     iface.add_poller(_Poller(core))
     return core
-
-
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def _fmt(value: Any) -> str:

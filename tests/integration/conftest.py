@@ -21,6 +21,7 @@ import pytest
 
 from harness.localstack import LocalStack, serve_argv, start
 from harness.vnet import gc_stale
+from targets.lwip.build import Build, ensure_built
 
 PREFIX = "hilt-"
 REPO = Path(__file__).resolve().parents[2]
@@ -123,3 +124,19 @@ def served(netns: Netns, tmp_path: Path) -> Iterator[Served]:
     yield s
     if s.proc.poll() is None:
         s.stop()
+
+
+def need_build_tools() -> None:
+    missing = [t for t in ("gcc", "apt-get") if shutil.which(t) is None]
+    if shutil.which("dpkg-source") is None and os.geteuid() != 0:
+        missing.append("dpkg-source (root installs it)")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"building lwIP needs {', '.join(missing)}; CI must run this, not skip it")
+        pytest.skip(f"building lwIP needs {', '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def lwip_default() -> Build:
+    need_build_tools()
+    return ensure_built({})

@@ -14,7 +14,6 @@ import os
 import random
 import re
 import select
-import shutil
 import socket
 import struct
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 from stack.phy.netns import in_netns
 from targets.agent.client import Agent, AgentError, pattern_bytes
 from targets.lwip.build import PACKAGE_VERSION, Build, ensure_built
-from tests.integration.conftest import Netns
+from tests.integration.conftest import Netns, need_build_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -43,24 +42,10 @@ COMMANDS = {
 }  # fmt: skip
 
 
-def _need_build_tools() -> None:
-    missing = [t for t in ("gcc", "apt-get") if shutil.which(t) is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"building lwIP needs {', '.join(missing)}; CI must run this, not skip it")
-        pytest.skip(f"building lwIP needs {', '.join(missing)}")
-
-
-@pytest.fixture(scope="session")
-def lwip_default() -> Build:
-    _need_build_tools()
-    return ensure_built({})
-
-
 @pytest.fixture(scope="session")
 def lwip_keepalive() -> Build:
     """keepidle/keepintvl/keepcnt exist only with LWIP_TCP_KEEPALIVE=1 (opt.h default 0)."""
-    _need_build_tools()
+    need_build_tools()
     return ensure_built({"LWIP_TCP_KEEPALIVE": 1})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,22 +33,6 @@ MAC = "02:00:00:00:00:03"
 V4 = "10.77.0.3"
 V6 = "2001:db8:77::3"
 CHARGEN_BYTES = 100_000  # not a multiple of the 7030-byte pattern: the tail must be right too
-
-
-def _need_build_tools() -> None:
-    missing = [t for t in ("gcc", "apt-get") if shutil.which(t) is None]
-    if shutil.which("dpkg-source") is None and os.geteuid() != 0:
-        missing.append("dpkg-source (root installs it)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"building lwIP needs {', '.join(missing)}; CI must run this, not skip it")
-        pytest.skip(f"building lwIP needs {', '.join(missing)}")
-
-
-@pytest.fixture(scope="session")
-def lwip_default() -> Build:
-    _need_build_tools()
-    return ensure_built({})
 
 
 def _link_local(mac: str) -> str:
