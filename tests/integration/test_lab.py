@@ -107,7 +107,13 @@ def _alive(pid: int) -> bool:
     return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _host_links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return sorted(line.split(":")[1].strip() for line in out.splitlines())
+
+
 def test_shipped_lab_up_services_agent_down(shipped: RunningLab) -> None:
+    host = _host_links()
     res = shipped.up()
     assert res.returncode == 0, shipped.up_output
     print(shipped.up_output.strip())  # the bring-up time, for the closing note
@@ -127,6 +133,7 @@ def test_shipped_lab_up_services_agent_down(shipped: RunningLab) -> None:
         conf = hil("lab", "conformance", name, "--lab", str(shipped.path), env=shipped.env)
         assert conf.returncode == 0, conf.stdout + conf.stderr  # every command, both families
         assert "FAIL" not in conf.stdout and conf.stdout.count("PASS") >= 40, conf.stdout
+    assert _host_links() == host  # nothing created in (or moved into) the host's namespace
     status = hil("lab", "status", "--lab", str(shipped.path), env=shipped.env)
     assert status.returncode == 0 and "healthy" in status.stdout, status.stdout + status.stderr
     keeper_pid = state["owner"]
@@ -136,6 +143,7 @@ def test_shipped_lab_up_services_agent_down(shipped: RunningLab) -> None:
     assert down.returncode == 0, down.stderr
     assert _ours(keeper_pid) == []
     assert not any(_alive(p) for p in [keeper_pid, *pids])
+    assert _host_links() == host
     assert hil("lab", "status", "--lab", str(shipped.path), env=shipped.env).returncode == 3
 
 
