@@ -35,20 +35,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.localstack import LocalStack, serve_argv, start
+from harness.probes.capture import Capture, read_pcap
 from harness.vnet import TapLink, gc_stale, ip, tap_link
 from targets.lwip.build import build
 
@@ -146,57 +143,6 @@ class Transfer:
 
 
 # ---- capture ----
-
-
-@contextmanager
-def capture(link: TapLink, path: Path) -> Iterator[list[int]]:
-    """dumpcap on the TAP for the duration of the block; yields a one-item list that receives
-    the number of frames the capture dropped."""
-    argv = ["ip", "netns", "exec", link.netns, "dumpcap", "-i", link.tap, "-s", "96", "-P"]
-    argv += ["-B", "64", "-f", "tcp port 9 or tcp port 19", "-w", str(path)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    drops = [0]
-    try:
-        line = ""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if "Capturing on" in line or not line:
-                break
-        if "Capturing on" not in line:
-            raise RuntimeError(f"dumpcap did not start: {line}{proc.stderr.read()}")
-        yield drops
-        time.sleep(0.3)  # let the last frames reach the file
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        # "Packets received/dropped on interface 'x': 123/0 (pcap:0/dumpcap:0/...) (0.0%)"
-        found = re.search(r"dropped on interface .*?: (\d+)/(\d+) \(", err)
-        if found:
-            drops[0] = int(found.group(2))
-
-
-def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
-    data = path.read_bytes()
-    magic = struct.unpack_from("<I", data)[0]
-    if magic == 0xA1B2C3D4:
-        div = 1e6
-    elif magic == 0xA1B23C4D:
-        div = 1e9
-    else:
-        raise ValueError(f"{path}: not a little-endian pcap file")
-    off = 24
-    while off + 16 <= len(data):
-        sec, frac, incl, _ = struct.unpack_from("<IIII", data, off)
-        off += 16
-        yield sec + frac / div, data[off : off + incl]
-        off += incl
 
 
 @dataclass
@@ -317,7 +263,8 @@ def run_transfer(
     send = direction == "Linux->target"
     port = 9 if send else 19
     cpu0 = cpu_seconds(stack.proc.pid)
-    with capture(link, pcap) as drops:
+    cap = Capture(link.netns, link.tap, pcap, bpf="tcp port 9 or tcp port 19", snaplen=96)
+    with cap:
         res = link.exec(
             sys.executable,
             "-c",
@@ -334,7 +281,7 @@ def run_transfer(
     if not send and int(res.stdout.strip() or 0) != total:
         raise RuntimeError(f"{name}: chargen delivered {res.stdout.strip()} of {total} bytes")
     flow = analyse(pcap, 19 if not send else None, 9 if send else None)
-    return Transfer(name, direction, flow, total, drops[0], cpu)
+    return Transfer(name, direction, flow, total, cap.drops, cpu)
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.demo import run_demo
 from harness.lab.cli import add_parser as add_lab_parser
+from harness.probes.cli import add_parser as add_probe_parser
 from harness.stackserve import serve as stack_serve
 from stack.services import ServiceSpec, parse_services
 from stack.tcp.profile import PROFILES
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=stack_serve)
 
     add_lab_parser(sub)
+    add_probe_parser(sub)
 
     run_p = sub.add_parser(
         "run",

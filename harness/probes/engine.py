@@ -1,0 +1,174 @@
+"""The probe engine: run catalogue probes against a target of a lab, record what they observe.
+
+A probe is a function of a :class:`Context` (the target's addresses and services, the tester's
+sockets, its agent, a capture factory and an output directory) that returns observations. The
+engine runs probes one after another for a target and targets in parallel; each probe's
+observations are written to ``<out>/<target>/observations/<probe>.json`` the moment it
+finishes (atomically), so a run that is interrupted keeps what it learnt. A probe that raises
+does not end the run: its keys become ``inconclusive`` with the error as the detail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.lab.virtual import Node, Tester
+from harness.probes.capture import Capture, Packet
+from harness.probes.observe import Evidence, Observation
+from targets.agent.client import Agent
+
+
+@dataclass
+class Context:
+    target: str
+    stack: str
+    tester: Tester
+    addresses: dict[str, str]  # family -> the target's address
+    tester_addresses: dict[str, str]  # family -> the tester's address
+    services: dict[str, int]
+    outdir: Path
+    agent: Agent | None = None
+    budget_s: float = 60.0
+    captures: list[Path] = field(default_factory=list)
+
+    def capture(self, name: str, bpf: str | None = None) -> Capture:
+        path = self.outdir / "pcaps" / f"{name}.pcap"
+        self.captures.append(path)
+        return Capture(self.tester.netns, self.tester.ifname, path, bpf)
+
+    def evidence(self, cap: Capture, packets: list[Packet], note: str = "") -> Evidence:
+        rel = os.path.relpath(cap.path, self.outdir.parent)
+        if not packets:
+            return Evidence(rel, 0.0, 0.0, (), note)
+        return Evidence(
+            rel,
+            min(p.t for p in packets),
+            max(p.t for p in packets),
+            tuple(p.frame + 1 for p in packets),
+            note,
+        )
+
+    @classmethod
+    def for_node(cls, node: Node, outdir: Path, budget_s: float = 60.0) -> Context:
+        import ipaddress
+
+        tester = {
+            fam: str(ipaddress.ip_interface(getattr(node.tester, fam)).ip) for fam in node.addresses
+        }
+        return cls(
+            node.spec.name,
+            node.spec.stack,
+            node.tester,
+            node.addresses,
+            tester,
+            node.spec.services.ports(),
+            outdir / node.spec.name,
+            node.driver.agent(),
+            budget_s,
+        )
+
+
+ProbeFn = Callable[[Context], list[Observation]]
+
+
+@dataclass(frozen=True)
+class Probe:
+    id: str
+    title: str
+    keys: tuple[str, ...]
+    fn: ProbeFn
+
+
+PROBES: dict[str, Probe] = {}
+
+
+def probe(pid: str, title: str, keys: Iterable[str]) -> Callable[[ProbeFn], ProbeFn]:
+    """Register a catalogue probe that yields observations for ``keys``."""
+
+    def register(fn: ProbeFn) -> ProbeFn:
+        PROBES[pid] = Probe(pid, title, tuple(keys), fn)
+        return fn
+
+    return register
+
+
+def _write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def run_probe(ctx: Context, p: Probe) -> list[Observation]:
+    t0 = time.monotonic()
+    try:
+        observations = p.fn(ctx)
+        error = None
+    except Exception as exc:  # a faulty target makes a probe inconclusive, not the run fail
+        error = f"{type(exc).__name__}: {exc}"
+        observations = [
+            Observation(key, None, "inconclusive", p.id, detail=f"the probe failed: {error}")
+            for key in p.keys
+        ]
+        (ctx.outdir / "logs").mkdir(parents=True, exist_ok=True)
+        (ctx.outdir / "logs" / f"{p.id}.traceback.txt").write_text(traceback.format_exc())
+    record = {
+        "probe": p.id,
+        "title": p.title,
+        "target": ctx.target,
+        "stack": ctx.stack,
+        "seconds": round(time.monotonic() - t0, 3),
+        "error": error,
+        "observations": [o.to_json() for o in observations],
+    }
+    _write(ctx.outdir / "observations" / f"{p.id}.json", record)
+    return observations
+
+
+def run_target(
+    ctx: Context,
+    ids: Iterable[str] | None = None,
+    on_done: Callable[[str, str], None] | None = None,
+) -> list[Observation]:
+    chosen = [PROBES[i] for i in (ids if ids is not None else sorted(PROBES, key=_order))]
+    out: list[Observation] = []
+    for p in chosen:
+        out += run_probe(ctx, p)
+        if on_done is not None:
+            on_done(ctx.target, p.id)
+    return out
+
+
+def run_all(
+    contexts: list[Context],
+    ids: Iterable[str] | None = None,
+    on_done: Callable[[str, str], None] | None = None,
+) -> dict[str, list[Observation]]:
+    """Every target in parallel, each running its probes in catalogue order."""
+    chosen = list(ids) if ids is not None else None
+    with ThreadPoolExecutor(max_workers=max(1, len(contexts))) as pool:
+        futures = {c.target: pool.submit(run_target, c, chosen, on_done) for c in contexts}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _order(pid: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in pid if ch.isdigit())
+    return (int(digits) if digits else 999, pid)
+
+
+def load_observations(outdir: Path) -> list[Observation]:
+    out = []
+    for path in sorted((outdir / "observations").glob("*.json")):
+        out += [Observation.from_json(o) for o in json.loads(path.read_text())["observations"]]
+    return out
