@@ -24,7 +24,15 @@ from stack.wire.errors import Malformed
 from stack.wire.ethernet import EthernetHeader
 from stack.wire.ipv4 import Ipv4Header
 from stack.wire.ipv6 import Ipv6Header
-from stack.wire.tcp import (
+from stack.wire.tcp import (  # noqa: F401 - flags re-exported for the probes
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
     OptFastOpen,
     OptMss,
     OptSack,
@@ -37,7 +45,6 @@ from stack.wire.tcp import (
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 START_SETTLE_S = 0.5
 PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
-FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 
 class Capture:

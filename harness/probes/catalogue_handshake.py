@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 
-from harness.probes.capture import ACK, CWR, ECE, PROTO_ICMP, PROTO_ICMPV6, SYN, Packet
+from harness.probes.capture import ACK, CWR, ECE, PROTO_ICMP, PROTO_ICMPV6, SYN, Capture, Packet
 from harness.probes.engine import Context, probe
 from harness.probes.observe import Evidence, Observation, Value, Verdict
 
@@ -35,6 +35,15 @@ def _synack(pkts: list[Packet], addr: str, port: int) -> tuple[Packet | None, Pa
     syn = next((p for p in pkts if p.dst == addr and p.dport == port and p.flags & SYN), None)
     synack = next((p for p in pkts if p.src == addr and p.sport == port and p.has(SYN, ACK)), None)
     return syn, synack
+
+
+def _handshakes(ctx: Context, name: str, port: int) -> Capture:
+    """One connection from the tester's kernel per family, captured."""
+    with ctx.capture(name, f"tcp port {port}") as cap:
+        for addr in ctx.addresses.values():
+            with ctx.tester.connect(addr, port, timeout=5.0):
+                time.sleep(0.05)
+    return cap
 
 
 def _tester_sysctl(ctx: Context, key: str, value: str) -> str:
@@ -61,10 +70,7 @@ def _tester_sysctl(ctx: Context, key: str, value: str) -> str:
 def handshake(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     out: list[Observation] = []
-    with ctx.capture("P1-handshake", f"tcp port {port}") as cap:
-        for addr in ctx.addresses.values():
-            with ctx.tester.connect(addr, port, timeout=5.0):
-                time.sleep(0.05)
+    cap = _handshakes(ctx, "P1-handshake", port)
     pkts = cap.packets()
     for fam, addr in ctx.addresses.items():
         syn, sa = _synack(pkts, addr, port)
@@ -127,10 +133,7 @@ def ecn(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     old = _tester_sysctl(ctx, "net.ipv4.tcp_ecn", "1")  # the tester's SYN asks for ECN
     try:
-        with ctx.capture("P19-ecn", f"tcp port {port}") as cap:
-            for addr in ctx.addresses.values():
-                with ctx.tester.connect(addr, port, timeout=5.0):
-                    time.sleep(0.05)
+        cap = _handshakes(ctx, "P19-ecn", port)
     finally:
         _tester_sysctl(ctx, "net.ipv4.tcp_ecn", old or "2")
     pkts = cap.packets()
