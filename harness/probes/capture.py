@@ -24,15 +24,7 @@ from stack.wire.errors import Malformed
 from stack.wire.ethernet import EthernetHeader
 from stack.wire.ipv4 import Ipv4Header
 from stack.wire.ipv6 import Ipv6Header
-from stack.wire.tcp import (  # noqa: F401 - flags re-exported for the probes
-    ACK,
-    CWR,
-    ECE,
-    FIN,
-    PSH,
-    RST,
-    SYN,
-    URG,
+from stack.wire.tcp import (
     OptFastOpen,
     OptMss,
     OptSack,

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import time
 
-from harness.probes.capture import ACK, CWR, ECE, PROTO_ICMP, PROTO_ICMPV6, SYN, Capture, Packet
+from harness.probes.capture import PROTO_ICMP, PROTO_ICMPV6, Capture, Packet
 from harness.probes.engine import Context, probe
 from harness.probes.observe import Evidence, Observation, Value, Verdict
+from stack.wire.tcp import ACK, CWR, ECE, SYN
 
 MSG_FASTOPEN = 0x20000000
 UNUSED_UDP_PORT = 33434  # traceroute's first port: nobody serves it
