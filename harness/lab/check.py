@@ -38,7 +38,12 @@ def _machine() -> list[Problem]:
     out = []
     if os.geteuid() != 0:
         out.append(Problem("machine", "virtual targets need root (namespaces, TAP): run as root"))
-    for cmd, pkg in (("ip", "iproute2"), ("tc", "iproute2"), ("sysctl", "procps")):
+    for cmd, pkg in (
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("sysctl", "procps"),
+        ("ethtool", "ethtool"),
+    ):
         if shutil.which(cmd) is None:
             out.append(Problem("machine", f"'{cmd}' is missing: apt-get install {pkg}"))
     if not Path("/dev/net/tun").exists():

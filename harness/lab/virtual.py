@@ -171,9 +171,25 @@ def build_link(spec: Target, owner: int) -> tuple[str, str, str, int]:
                 "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
                 "dev", dst,
             )  # fmt: skip
+    # A wire carries MTU-sized frames with their final checksums: without segmentation,
+    # receive aggregation and checksum offloads every capture and every raw probe sees the
+    # segments a NIC would put on a cable, not 64 KiB super-frames with partial checksums.
+    for ns, dev in ((target_ns, peer), (tester_ns, TESTER_IF)):
+        plain_wire(ns, dev)
     ip("-n", target_ns, "link", "set", peer, "up")
     ip("-n", tester_ns, "link", "set", TESTER_IF, "up")
     return target_ns, tester_ns, ifname, link.mtu
+
+
+OFFLOADS = ("tso", "gso", "gro", "tx")
+
+
+def plain_wire(netns: str, dev: str) -> None:
+    """Turn the offloads off that would make a veth end unlike a cable (needs ``ethtool``)."""
+    args = [x for feat in OFFLOADS for x in (feat, "off")]
+    res = vnet.run(["ip", "netns", "exec", netns, "ethtool", "-K", dev, *args])
+    if res.returncode != 0:
+        raise vnet.VnetError(f"ethtool -K {dev} {' '.join(args)} in {netns}: {res.stderr.strip()}")
 
 
 class VirtualLab:

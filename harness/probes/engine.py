@@ -10,19 +10,24 @@ does not end the run: its keys become ``inconclusive`` with the error as the det
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.lab.virtual import Node, Tester
 from harness.probes.capture import Capture, Packet
+from harness.probes.livewire import RAW_PEER_MAC, LiveWire, raw_peer_ip
 from harness.probes.observe import Evidence, Observation
+from harness.probes.wire import WireInfo
+from stack.wire import addr as A
 from targets.agent.client import Agent
 
 
@@ -37,6 +42,7 @@ class Context:
     outdir: Path
     agent: Agent | None = None
     budget_s: float = 60.0
+    mtu: int = 1500
     captures: list[Path] = field(default_factory=list)
 
     def capture(self, name: str, bpf: str | None = None) -> Capture:
@@ -56,10 +62,43 @@ class Context:
             note,
         )
 
+    def raw_peer(self, fam: str) -> str:
+        """The address raw probes speak from in ``fam`` (see :func:`raw_peer_ip`)."""
+        tester_if = getattr(self.tester, fam)
+        if not tester_if or fam not in self.addresses:
+            raise RuntimeError(f"the target has no {fam} link to the tester")
+        return raw_peer_ip(tester_if, avoid=(self.addresses[fam],))
+
+    @contextmanager
+    def raw(self, fam: str, name: str) -> Iterator[LiveWire]:
+        """A live wire on the tester's interface speaking for the raw peer in ``fam``; everything
+        on the link meanwhile goes to ``pcaps/<name>-<fam>.pcapng``."""
+        version = 4 if fam == "ipv4" else 6
+        info = WireInfo(
+            version,
+            RAW_PEER_MAC[version],
+            A.ip_parse(self.raw_peer(fam)),
+            A.ip_parse(self.addresses[fam]),
+            None,
+            self.mtu,
+        )
+        path = self.outdir / "pcaps" / f"{name}-{fam}.pcapng"
+        self.captures.append(path)
+        with LiveWire(self.tester.netns, self.tester.ifname, info, path) as wire:
+            yield wire
+
+    def wire_evidence(self, wire: LiveWire, times_us: Iterable[int], note: str = "") -> Evidence:
+        """Evidence in a live wire's pcap: the frames seen at ``times_us`` (wire times)."""
+        wire.flush()
+        stamps = sorted(set(times_us))
+        rel = os.path.relpath(wire.pcap_path, self.outdir.parent)
+        if not stamps:
+            return Evidence(rel, 0.0, 0.0, (), note)
+        frames = tuple(sorted(n for t in stamps if (n := wire.frame_number(t)) is not None))
+        return Evidence(rel, stamps[0] / 1e6, stamps[-1] / 1e6, frames, note)
+
     @classmethod
     def for_node(cls, node: Node, outdir: Path, budget_s: float = 60.0) -> Context:
-        import ipaddress
-
         tester = {
             fam: str(ipaddress.ip_interface(getattr(node.tester, fam)).ip) for fam in node.addresses
         }
@@ -73,6 +112,7 @@ class Context:
             outdir / node.spec.name,
             node.driver.agent(),
             budget_s,
+            node.place.mtu,
         )
 
 
