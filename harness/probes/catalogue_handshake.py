@@ -129,7 +129,7 @@ handshake_keys = (
 )
 
 
-@probe("P19", "ECN negotiation (SYN with ECE+CWR)", ("ecn",))
+@probe("P19", "ECN negotiation (SYN with ECE+CWR)", ("ecn",), exclusive=True)
 def ecn(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     old = _tester_sysctl(ctx, "net.ipv4.tcp_ecn", "1")  # the tester's SYN asks for ECN

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +45,17 @@ class Context:
     budget_s: float = 60.0
     mtu: int = 1500
     captures: list[Path] = field(default_factory=list)
+    agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextmanager
+    def agent_session(self) -> Iterator[Agent]:
+        """The target's agent, held for the body: the protocol has one command outstanding, so
+        probes that drive the agent take turns while the others keep running. Raises
+        :class:`NoAgent` (the probe's keys become not-applicable) when there is none."""
+        if self.agent is None:
+            raise NoAgent(f"{self.target} has no agent (level-1 probes need one)")
+        with self.agent_lock:
+            yield self.agent
 
     def capture(self, name: str, bpf: str | None = None) -> Capture:
         path = self.outdir / "pcaps" / f"{name}.pcap"
@@ -116,25 +128,36 @@ class Context:
         )
 
 
+class NoAgent(RuntimeError):
+    """The probe needs the target's agent and the target has none."""
+
+
 ProbeFn = Callable[[Context], list[Observation]]
 
 
 @dataclass(frozen=True)
 class Probe:
+    """A catalogue entry. ``exclusive``: the probe changes something the others depend on (the
+    tester's sysctls, the target's connection table), so it runs with nothing else in flight on
+    that target."""
+
     id: str
     title: str
     keys: tuple[str, ...]
     fn: ProbeFn
+    exclusive: bool = False
 
 
 PROBES: dict[str, Probe] = {}
 
 
-def probe(pid: str, title: str, keys: Iterable[str]) -> Callable[[ProbeFn], ProbeFn]:
+def probe(
+    pid: str, title: str, keys: Iterable[str], *, exclusive: bool = False
+) -> Callable[[ProbeFn], ProbeFn]:
     """Register a catalogue probe that yields observations for ``keys``."""
 
     def register(fn: ProbeFn) -> ProbeFn:
-        PROBES[pid] = Probe(pid, title, tuple(keys), fn)
+        PROBES[pid] = Probe(pid, title, tuple(keys), fn, exclusive)
         return fn
 
     return register
@@ -155,6 +178,11 @@ def run_probe(ctx: Context, p: Probe) -> list[Observation]:
     try:
         observations = p.fn(ctx)
         error = None
+    except NoAgent as exc:
+        error = None
+        observations = [
+            Observation(key, None, "not-applicable", p.id, detail=str(exc)) for key in p.keys
+        ]
     except Exception as exc:  # a faulty target makes a probe inconclusive, not the run fail
         error = f"{type(exc).__name__}: {exc}"
         observations = [
@@ -180,25 +208,42 @@ def run_target(
     ctx: Context,
     ids: Iterable[str] | None = None,
     on_done: Callable[[str, str], None] | None = None,
+    parallel: int = 4,
 ) -> list[Observation]:
-    chosen = [PROBES[i] for i in (ids if ids is not None else sorted(PROBES, key=_order))]
-    out: list[Observation] = []
-    for p in chosen:
-        out += run_probe(ctx, p)
+    """The chosen probes against one target: exclusive ones alone, one after another, then the
+    rest ``parallel`` at a time (each on its own connections and ports). Observations come
+    back in catalogue order whatever order the probes finished in."""
+    chosen = [PROBES[i] for i in (ids if ids is not None else PROBES)]
+    chosen.sort(key=lambda p: _order(p.id))
+    results: dict[str, list[Observation]] = {}
+
+    def one(p: Probe) -> None:
+        results[p.id] = run_probe(ctx, p)
         if on_done is not None:
             on_done(ctx.target, p.id)
-    return out
+
+    for p in chosen:
+        if p.exclusive:
+            one(p)
+    shared = [p for p in chosen if not p.exclusive]
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix=ctx.target) as pool:
+        for f in [pool.submit(one, p) for p in shared]:
+            f.result()
+    return [o for p in chosen for o in results[p.id]]
 
 
 def run_all(
     contexts: list[Context],
     ids: Iterable[str] | None = None,
     on_done: Callable[[str, str], None] | None = None,
+    parallel: int = 4,
 ) -> dict[str, list[Observation]]:
-    """Every target in parallel, each running its probes in catalogue order."""
+    """Every target in parallel (see :func:`run_target` for the probes of one target)."""
     chosen = list(ids) if ids is not None else None
     with ThreadPoolExecutor(max_workers=max(1, len(contexts))) as pool:
-        futures = {c.target: pool.submit(run_target, c, chosen, on_done) for c in contexts}
+        futures = {
+            c.target: pool.submit(run_target, c, chosen, on_done, parallel) for c in contexts
+        }
         return {name: f.result() for name, f in futures.items()}
 
 

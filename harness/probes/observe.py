@@ -75,12 +75,17 @@ ipv4_reassembly | bool | RFC 791, RFC 1122 3.3.2 | reassembles IPv4 fragments
 ipv4_reassembly_timeout_s | s | RFC 1122 3.3.2 | IPv4 reassembly timeout
 ipv6_reassembly | bool | RFC 8200 4.5 | reassembles IPv6 fragments
 ttl_default | hops | RFC 1122 3.2.1.7 | IPv4 TTL of the target's packets
+# more keys of the flow probes (P2-P6, P10)
+# more keys of the timer probes (P7, P8, P11, P12, P17)
+# more keys of the robustness probes (P9, P15, P16, P18, P21, P22, P24, P25)
 """
 
 
 def _features(table: str) -> dict[str, Feature]:
     out = {}
-    for line in filter(None, table.strip().splitlines()):
+    for line in table.strip().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
         key, unit, reqs, text = (part.strip() for part in line.split("|"))
         out[key] = Feature(unit, tuple(r.strip() for r in reqs.split(",") if r.strip()), text)
     return out

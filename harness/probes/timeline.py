@@ -891,6 +891,36 @@ class Timeline:
         self._drain(end_us)
         self.last_us = max(self.last_us, end_us)
 
+    def next(self, within_ms: float | None = None, conn: Conn | None = None) -> Seg | None:
+        """The target's next segment on ``conn`` arriving within ``within_ms`` from now (any
+        time up to ``max_wait_ms`` if None), unchecked; None if nothing came. For probes that
+        observe rather than assert: the segment counts as expected and becomes the previous
+        event."""
+        c = conn or self.conn
+        span = self.max_wait_ms if within_ms is None else within_ms
+        seg = self._next_for(c, self._us(self.now_ms + span))
+        if seg is not None:
+            seg.consumed = True
+            self.last_us = max(self.last_us, seg.t_us)
+        return seg
+
+    def collect(
+        self, for_ms: float, conn: Conn | None = None, quiet_ms: float | None = None
+    ) -> list[Seg]:
+        """Every segment the target sends on ``conn`` during the next ``for_ms``, stopping early
+        once ``quiet_ms`` pass without one (after the first). Unchecked, like :meth:`next`."""
+        end = self.now_ms + for_ms
+        out: list[Seg] = []
+        while (left := end - self.now_ms) > 0:
+            span = left if quiet_ms is None or not out else min(left, quiet_ms)
+            seg = self.next(span, conn)
+            if seg is None:
+                if quiet_ms is not None and out:
+                    break
+                continue
+            out.append(seg)
+        return out
+
     def finish(self, quiet_ms: float = 0.0) -> None:
         """End of script: nothing the target sent may be left unexpected (after ``quiet_ms``
         more of listening, if given)."""

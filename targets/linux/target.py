@@ -42,6 +42,10 @@ class LinuxTarget(Target):
     stack: Literal["linux"] = "linux"
     link: Link = Field(default_factory=lambda: Link(virtual=VirtualLink(kind="veth")))
     sysctl: dict[str, int | str] = Field(default_factory=dict)
+    # Route metrics of the link's prefix routes (``ip route ... initcwnd N``): the initial
+    # congestion window is not a sysctl in Linux, it is per route.
+    initcwnd: int | None = Field(None, ge=1, le=1024)
+    initrwnd: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("sysctl")
     @classmethod
@@ -83,7 +87,45 @@ class LinuxDriver(ProcessDriver):
                     "the value one the kernel accepts? e.g. tcp_congestion_control needs the "
                     "module loaded)"
                 )
+        self._route_metrics()
         super().start()
+
+    def _route_metrics(self) -> None:
+        metrics = [
+            (name, str(v))
+            for name, v in (("initcwnd", self.spec.initcwnd), ("initrwnd", self.spec.initrwnd))
+            if v is not None
+        ]
+        if not metrics:
+            return
+        for fam in ("-4", "-6"):
+            routes = subprocess.run(
+                netns_argv(self.place.netns, ["ip", fam, "route", "show", "dev", self.place.ifname,
+                                              "proto", "kernel"]),
+                capture_output=True, text=True, timeout=30,
+            ).stdout.splitlines()  # fmt: skip
+            for line in routes:
+                if line.startswith(("fe80", "multicast")):
+                    continue
+                # The route as listed (prefix, src, metric, pref) identifies it for `change`.
+                argv = [
+                    "ip",
+                    fam,
+                    "route",
+                    "change",
+                    *line.split(),
+                    "dev",
+                    self.place.ifname,
+                    *(x for m in metrics for x in m),
+                ]
+                res = subprocess.run(
+                    netns_argv(self.place.netns, argv), capture_output=True, text=True, timeout=30
+                )
+                if res.returncode != 0:
+                    raise TargetError(
+                        f"{self.spec.name}: {' '.join(argv)} failed in {self.place.netns}: "
+                        f"{res.stderr.strip()}"
+                    )
 
     def build_info(self) -> dict[str, Any]:
         keys = list(dict.fromkeys([*REPORTED, *self.spec.sysctl]))
@@ -96,6 +138,8 @@ class LinuxDriver(ProcessDriver):
             "stack": "linux",
             "kernel": platform.release(),
             "requested": dict(self.spec.sysctl),
+            "initcwnd": self.spec.initcwnd,
+            "initrwnd": self.spec.initrwnd,
             "sysctl": values,
         }
 

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from harness.localstack import LocalStack, serve_argv, start
+from harness.probes.catalogue import PROBES
+from harness.probes.observe import Observation, Value
 from harness.vnet import gc_stale
 from targets.lwip.build import Build, ensure_built
 
@@ -140,3 +143,52 @@ def need_build_tools() -> None:
 def lwip_default() -> Build:
     need_build_tools()
     return ensure_built({})
+
+
+@dataclass
+class GroundTruth:
+    """The ground-truth lab's probe run: observations per case, and where the files are."""
+
+    out: Path
+    results: dict[str, list[Observation]]
+    probes: list[str]
+    seconds: float
+
+    def values(self, case: str, key: str) -> dict[str, Value]:
+        """family ("" / "ipv4" / "ipv6") -> value of ``key`` for ``case`` (skips if not run)."""
+        if case not in self.results:
+            pytest.skip(f"case {case} not in TCP_HIL_GT_CASES")
+        found = {o.family: o.value for o in self.results[case] if o.key == key}
+        if not found and not any(key in PROBES[p].keys for p in self.probes):
+            pytest.skip(f"no probe for {key} in TCP_HIL_GT_PROBES")
+        return found
+
+    def observations(self, case: str, key: str) -> list[Observation]:
+        if case not in self.results:
+            pytest.skip(f"case {case} not in TCP_HIL_GT_CASES")
+        return [o for o in self.results[case] if o.key == key]
+
+
+@pytest.fixture(scope="session")
+def groundtruth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroundTruth]:
+    """The whole catalogue on every ground-truth target in parallel (see groundtruth.py)."""
+    _need_root()
+    from harness.lab.load import parse
+    from harness.lab.virtual import VirtualLab
+    from harness.probes import engine
+    from tests.integration import groundtruth as gt
+
+    cases = gt.selected_cases()
+    if any(c.stack == "lwip" for c in cases):
+        need_build_tools()
+    probes = gt.selected_probes(sorted(PROBES, key=engine._order))
+    lab = parse(gt.lab_text(cases), Path("groundtruth.yaml"), {})
+    out = tmp_path_factory.mktemp("groundtruth")
+    t0 = time.monotonic()
+    with VirtualLab(lab, out / "logs") as vlab:
+        vlab.up()
+        contexts = [
+            engine.Context.for_node(vlab.node(c.name), out, budget_s=gt.BUDGET_S) for c in cases
+        ]
+        results = engine.run_all(contexts, probes)
+    yield GroundTruth(out, results, probes, time.monotonic() - t0)
