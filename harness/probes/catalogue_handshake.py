@@ -32,19 +32,34 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def _synack(pkts: list[Packet], addr: str, port: int) -> tuple[Packet | None, Packet | None]:
-    syn = next((p for p in pkts if p.dst == addr and p.dport == port and p.flags & SYN), None)
-    synack = next((p for p in pkts if p.src == addr and p.sport == port and p.has(SYN, ACK)), None)
+def _synack(
+    pkts: list[Packet], addr: str, port: int, mine: dict[str, int]
+) -> tuple[Packet | None, Packet | None]:
+    """Our SYN to ``addr``:``port`` and its SYN-ACK. Other probes run at the same time and
+    connect to the same service, so the tester's port (``mine[addr]``) tells ours apart."""
+    local = mine.get(addr)
+    syn = next(
+        (p for p in pkts
+         if p.dst == addr and p.dport == port and p.flags & SYN and p.sport == local),
+        None,
+    )  # fmt: skip
+    synack = next(
+        (p for p in pkts
+         if p.src == addr and p.sport == port and p.has(SYN, ACK) and p.dport == local),
+        None,
+    )  # fmt: skip
     return syn, synack
 
 
-def _handshakes(ctx: Context, name: str, port: int) -> Capture:
-    """One connection from the tester's kernel per family, captured."""
+def _handshakes(ctx: Context, name: str, port: int) -> tuple[Capture, dict[str, int]]:
+    """One connection from the tester's kernel per family, captured; and our port per address."""
+    mine: dict[str, int] = {}
     with ctx.capture(name, f"tcp port {port}") as cap:
         for addr in ctx.addresses.values():
-            with ctx.tester.connect(addr, port, timeout=5.0):
+            with ctx.tester.connect(addr, port, timeout=5.0) as sock:
+                mine[addr] = sock.getsockname()[1]
                 time.sleep(0.05)
-    return cap
+    return cap, mine
 
 
 def _tester_sysctl(ctx: Context, key: str, value: str) -> str:
@@ -71,10 +86,10 @@ def _tester_sysctl(ctx: Context, key: str, value: str) -> str:
 def handshake(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     out: list[Observation] = []
-    cap = _handshakes(ctx, "P1-handshake", port)
+    cap, mine = _handshakes(ctx, "P1-handshake", port)
     pkts = cap.packets()
     for fam, addr in ctx.addresses.items():
-        syn, sa = _synack(pkts, addr, port)
+        syn, sa = _synack(pkts, addr, port, mine)
         if sa is None or syn is None:
             out += [
                 Observation(k, None, "inconclusive", "P1", fam, "no SYN-ACK in the capture")
@@ -134,13 +149,13 @@ def ecn(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     old = _tester_sysctl(ctx, "net.ipv4.tcp_ecn", "1")  # the tester's SYN asks for ECN
     try:
-        cap = _handshakes(ctx, "P19-ecn", port)
+        cap, mine = _handshakes(ctx, "P19-ecn", port)
     finally:
         _tester_sysctl(ctx, "net.ipv4.tcp_ecn", old or "2")
     pkts = cap.packets()
     out = []
     for fam, addr in ctx.addresses.items():
-        syn, sa = _synack(pkts, addr, port)
+        syn, sa = _synack(pkts, addr, port, mine)
         if syn is None or sa is None:
             out.append(Observation("ecn", None, "inconclusive", "P19", fam, "no SYN-ACK"))
             continue
@@ -164,6 +179,7 @@ def ecn(ctx: Context) -> list[Observation]:
 def fast_open(ctx: Context) -> list[Observation]:
     port = _service_port(ctx)
     out = []
+    mine: dict[str, int] = {}
     with ctx.capture("P20-tfo", f"tcp port {port}") as cap:
         for addr in ctx.addresses.values():
             sock = ctx.tester.new_socket(_family(addr))
@@ -175,11 +191,12 @@ def fast_open(ctx: Context) -> list[Observation]:
             except BlockingIOError:
                 pass  # the SYN is out; the handshake completes on its own
             finally:
+                mine[addr] = sock.getsockname()[1]
                 time.sleep(0.2)
                 sock.close()
     pkts = cap.packets()
     for fam, addr in ctx.addresses.items():
-        syn, sa = _synack(pkts, addr, port)
+        syn, sa = _synack(pkts, addr, port, mine)
         if syn is None or sa is None or syn.tfo is None:
             why = "no SYN-ACK" if sa is None else "our SYN carried no cookie request"
             out.append(Observation("tfo", None, "inconclusive", "P20", fam, why))

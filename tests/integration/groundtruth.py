@@ -55,7 +55,7 @@ CASES: list[Case] = [
          "lwipopts: {TCP_MSS: 1000, TCP_WND: 8000, TCP_SND_BUF: 4000, IP_DEFAULT_TTL: 77}\n"),
     Case("lwsack", "lwip",
          "lwipopts: {LWIP_TCP_SACK_OUT: 1, LWIP_WND_SCALE: 1, TCP_RCV_SCALE: 2, "
-         "TCP_WND: 16384}\n"),
+         "TCP_WND: 8192}\n"),
     Case("lwts", "lwip", "lwipopts: {LWIP_TCP_TIMESTAMPS: 1}\n"),
     Case("lwrtx", "lwip", "lwipopts: {TCP_MAXRTX: 4, TCP_SYNMAXRTX: 2}\n"),
     Case("lwbuf", "lwip",
