@@ -11,7 +11,7 @@ from typing import Any
 from harness.lab.load import LabError
 from harness.lab.load import load as load_lab
 from harness.lab.virtual import LabUpError, VirtualLab
-from harness.probes import engine
+from harness.probes import engine, figure2
 from harness.probes.catalogue import PROBES
 from harness.probes.observe import Observation
 
@@ -56,7 +56,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     print(render(results))
-    print(f"observations in {out}/<target>/observations/ ({time.monotonic() - t0:.1f} s)")
+    figure2.write(out, names)
+    print(f"observations in {out}/<target>/observations/, Figure 2 in {out}/figure2.md "
+          f"({time.monotonic() - t0:.1f} s)")  # fmt: skip
     return 0
 
 

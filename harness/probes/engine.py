@@ -44,6 +44,7 @@ class Context:
     agent: Agent | None = None
     budget_s: float = 60.0
     mtu: int = 1500
+    build: dict[str, Any] = field(default_factory=dict)  # the driver's build information
     captures: list[Path] = field(default_factory=list)
     agent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -125,11 +126,19 @@ class Context:
             node.driver.agent(),
             budget_s,
             node.place.mtu,
+            _build_info(node),
         )
 
 
 class NoAgent(RuntimeError):
     """The probe needs the target's agent and the target has none."""
+
+
+def _build_info(node: Node) -> dict[str, Any]:
+    try:
+        return dict(node.driver.build_info())
+    except Exception as exc:  # a report without build details beats no report
+        return {"stack": node.spec.stack, "error": f"build information unavailable: {exc}"}
 
 
 ProbeFn = Callable[[Context], list[Observation]]
@@ -204,6 +213,11 @@ def run_probe(ctx: Context, p: Probe) -> list[Observation]:
     return observations
 
 
+def write_build(ctx: Context) -> None:
+    """``<out>/<target>/build.json``: what the capability column of Figure 2 reads."""
+    _write(ctx.outdir / "build.json", ctx.build)
+
+
 def run_target(
     ctx: Context,
     ids: Iterable[str] | None = None,
@@ -213,6 +227,7 @@ def run_target(
     """The chosen probes against one target: exclusive ones alone, one after another, then the
     rest ``parallel`` at a time (each on its own connections and ports). Observations come
     back in catalogue order whatever order the probes finished in."""
+    write_build(ctx)
     chosen = [PROBES[i] for i in (ids if ids is not None else PROBES)]
     chosen.sort(key=lambda p: _order(p.id))
     results: dict[str, list[Observation]] = {}

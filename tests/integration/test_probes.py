@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.probes import engine
+from harness.probes import engine, figure2
 from tests.integration.conftest import GroundTruth
 
 pytestmark = pytest.mark.slow
@@ -126,3 +126,33 @@ def test_observations_written_per_probe_and_evidence_dissects(groundtruth: Groun
         assert len(rows) == len(set(o.evidence.frames)), (o, rows)
         if o.probe == "P1":
             assert any("S" in r and "A" in r for r in rows), rows
+
+
+def test_figure2_regenerated(groundtruth: GroundTruth) -> None:
+    """The Figure 2 columns follow from the observations and the declared configuration: the
+    draft's rows for lwIP and the single-segment stacks (tcp-behaviour.md §8), each cell with
+    measured / capability / confidence, and the files `hil probe` writes."""
+    names = [n for n in ("lwdef", "lwsack", "locuip", "lxoff") if n in groundtruth.results]
+    if len(names) < 4:
+        pytest.skip("needs lwdef, lwsack, locuip and lxoff")
+    cols = figure2.write(groundtruth.out, names)
+    assert (groundtruth.out / "figure2.md").read_text().count("\n| ") >= len(figure2.ROWS)
+    lw, lws, uip, lx = (cols[n] for n in names)
+    # Window in MSS: lwIP advertises 4 MSS, the single-segment profiles 1.
+    assert lw["Win size (MSS)"].measured.startswith("Mult. (rwnd 4")
+    assert uip["Win size (MSS)"].measured.startswith("1 (rwnd 1")
+    # Compile-time options: off by default in lwIP, measured off; on in the lwsack build.
+    assert lw["Win. Scale"].measured == "No"
+    assert lw["Win. Scale"].capability == "compile-time, off: LWIP_WND_SCALE=0 (opt.h default)"
+    assert lws["Win. Scale"].measured == "Yes (shift 2)"
+    assert lws["Win. Scale"].capability == "compile-time, on: LWIP_WND_SCALE=1 (lwipopts.h)"
+    assert lws["SACK"].measured.startswith("Yes")
+    assert lw["SACK"].measured.startswith("No")
+    # Linux with the options switched off by sysctl: measured off, capability says so.
+    assert lx["TCP timest."].measured == "No"
+    assert "net.ipv4.tcp_timestamps=0" in lx["TCP timest."].capability
+    assert lx["ECN"].measured == "No"
+    # Confidence: both families observed and agreeing.
+    assert lw["TCP timest."].confidence.startswith("high: 2 observations, IPv4 and IPv6 agree")
+    assert lw["Socket"].measured == "not observable (declared)"
+    assert "raw (callback) API" in lw["Socket"].capability
