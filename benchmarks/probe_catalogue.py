@@ -36,13 +36,15 @@ from harness.probes import engine, figure2
 from harness.probes.catalogue import PROBES
 from harness.probes.observe import Observation
 
-LINUX = {
+Configured = dict[str, float | tuple[float, float]]
+
+LINUX: Configured = {
     "rto_initial_ms": 1000.0,
     "rto_min_ms": 200.0,
     "time_wait_s": 60.0,
     "delayed_ack_ms": (40.0, 200.0),  # TCP_DELACK_MIN .. TCP_DELACK_MAX
 }
-LWIP = {
+LWIP: Configured = {
     "rto_initial_ms": 3000.0,
     "timer_tick_ms": (250.0, 500.0),  # fast and slow timers
     "delayed_ack_ms": (0.0, 250.0),  # until the next 250 ms fast-timer tick
