@@ -25,10 +25,27 @@ def add_parser(sub: Any) -> None:
         "--out", type=Path, default=None, help="output dir (default reports/probe-<time>)"
     )
     p.add_argument("--budget", type=float, default=60.0, help="seconds a long probe may take")
+    p.add_argument(
+        "--parallel", type=int, default=4, help="probes at a time per target (default 4)"
+    )
+    p.add_argument("--list", action="store_true", help="list the catalogue and exit")
     p.set_defaults(func=cmd_probe)
 
 
+def catalogue_text() -> str:
+    """The catalogue as a table: id, what it does, the feature keys it reports."""
+    rows = []
+    for pid in sorted(PROBES, key=engine._order):
+        p = PROBES[pid]
+        flag = " (runs alone)" if p.exclusive else ""
+        rows.append(f"{pid:<5} {p.title}{flag}\n      keys: {', '.join(p.keys)}")
+    return "\n".join(rows)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
+    if args.list:
+        print(catalogue_text())
+        return 0
     try:
         lab = load_lab(args.lab)
     except LabError as exc:
@@ -51,6 +68,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 contexts,
                 args.probe or None,
                 on_done=lambda t, p: print(f"{t}: {p} done", flush=True),
+                parallel=args.parallel,
             )
     except (LabUpError, KeyError) as exc:
         print(exc, file=sys.stderr)
