@@ -223,6 +223,7 @@ def run_target(
     ids: Iterable[str] | None = None,
     on_done: Callable[[str, str], None] | None = None,
     parallel: int = 4,
+    on_start: Callable[[str, str], None] | None = None,
 ) -> list[Observation]:
     """The chosen probes against one target: exclusive ones alone, one after another, then the
     rest ``parallel`` at a time (each on its own connections and ports). Observations come
@@ -233,6 +234,8 @@ def run_target(
     results: dict[str, list[Observation]] = {}
 
     def one(p: Probe) -> None:
+        if on_start is not None:
+            on_start(ctx.target, p.id)
         results[p.id] = run_probe(ctx, p)
         if on_done is not None:
             on_done(ctx.target, p.id)
