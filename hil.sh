@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev dpkg-dev tshark iproute2 iputils-ping socat netcat-openbsd iperf procps ethtool)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev dpkg-dev tshark iproute2 iputils-ping socat netcat-openbsd iperf procps ethtool chromium)
 
 need_apt() {
   for p in "${APT_PACKAGES[@]}"; do

@@ -11,6 +11,9 @@ from pathlib import Path
 from harness.demo import run_demo
 from harness.lab.cli import add_parser as add_lab_parser
 from harness.probes.cli import add_parser as add_probe_parser
+from harness.report.diff import add_parser as add_diff_parser
+from harness.report.render import add_parser as add_report_parser
+from harness.run import add_parser as add_run_parser
 from harness.stackserve import serve as stack_serve
 from stack.services import ServiceSpec, parse_services
 from stack.tcp.profile import PROFILES
@@ -103,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_lab_parser(sub)
     add_probe_parser(sub)
 
+    add_run_parser(sub)
+    add_report_parser(sub)
+    add_diff_parser(sub)
     run_p = sub.add_parser(
-        "run",
-        help="the main job on the default lab",
-        description="Bring the local stack up in a virtual lab and show Linux talking to it.",
+        "demo",
+        help="a one-minute smoke test: Linux pings and echoes the reference stack on a TAP",
+        description="Bring the local stack up in a namespace and show Linux talking to it.",
     )
     run_p.add_argument(
         "--out", type=Path, default=None, help="output directory (default reports/<time>)"

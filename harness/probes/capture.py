@@ -100,7 +100,7 @@ class Capture:
         self.proc = None
 
     def packets(self) -> list[Packet]:
-        decoded = (decode(t, f, i) for i, (t, f) in enumerate(read_pcap(self.path)))
+        decoded = (decode(f.t, f.data, i) for i, f in enumerate(read_frames(self.path)))
         return [p for p in decoded if p is not None]
 
 
@@ -120,6 +120,125 @@ def read_pcap(path: Path) -> Iterator[tuple[float, bytes]]:
         off += 16
         yield sec + frac / div, data[off : off + incl]
         off += incl
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a capture file. ``t_ns`` is the exact stamp (``t`` its float seconds, which
+    loses the nanoseconds of an epoch time); ``comment`` is the pcapng per-packet comment (why
+    the tester injected it); ``linktype`` the file's link-layer type (1 = Ethernet)."""
+
+    t: float
+    data: bytes
+    t_ns: int
+    linktype: int = 1
+    comment: str = ""
+    direction: str = ""  # "in", "out" (pcapng epb_flags) or "" when unknown
+
+
+def read_frames(path: Path) -> Iterator[Frame]:
+    """Every frame of a pcap or pcapng file, in file order (so ``enumerate`` counts them the
+    way Wireshark numbers them, from 0). ``dumpcap -P`` writes pcap, the live wire pcapng."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if len(head) == 4 and struct.unpack("<I", head)[0] == _PCAPNG_SHB:
+        yield from _read_pcapng(path.read_bytes(), path)
+        return
+    data = path.read_bytes()
+    magic = struct.unpack_from("<I", data)[0] if len(data) >= 24 else 0
+    if magic not in (0xA1B2C3D4, 0xA1B23C4D):
+        raise ValueError(f"{path}: neither a little-endian pcap nor a pcapng file")
+    mult = 1 if magic == 0xA1B23C4D else 1000  # fraction in ns or in us
+    linktype = struct.unpack_from("<I", data, 20)[0] & 0xFFFF
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack_from("<IIII", data, off)
+        off += 16
+        # ``t`` computed as read_pcap does, so evidence times taken from it match exactly
+        t = sec + frac / (1e9 if mult == 1 else 1e6)
+        yield Frame(t, data[off : off + incl], sec * 10**9 + frac * mult, linktype)
+        off += incl
+
+
+_PCAPNG_SHB, _PCAPNG_IDB, _PCAPNG_PB, _PCAPNG_SPB, _PCAPNG_EPB = (
+    0x0A0D0D0A,
+    0x00000001,
+    0x00000002,
+    0x00000003,
+    0x00000006,
+)
+
+
+def _pcapng_options(body: bytes, off: int, end: str) -> Iterator[tuple[int, bytes]]:
+    while off + 4 <= len(body):
+        code, length = struct.unpack_from(end + "HH", body, off)
+        off += 4
+        if code == 0:
+            return
+        yield code, body[off : off + length]
+        off += length + (-length % 4)
+
+
+def _read_pcapng(data: bytes, path: Path) -> Iterator[Frame]:
+    """The blocks of a pcapng file (draft-ietf-opsawg-pcapng): sections of either byte order,
+    interfaces with their time resolution and offset, enhanced, simple and obsolete packet
+    blocks. Blocks of other types are skipped; a truncated last block (a capture killed while
+    writing) ends the file."""
+    end = "<"
+    ifaces: list[tuple[int, int, int, int]] = []  # linktype, snaplen, units per second, offset
+    off = 0
+    while off + 12 <= len(data):
+        btype = struct.unpack_from(end + "I", data, off)[0]
+        if btype == _PCAPNG_SHB:
+            magic = data[off + 8 : off + 12]
+            if magic == b"\x4d\x3c\x2b\x1a":
+                end = "<"
+            elif magic == b"\x1a\x2b\x3c\x4d":
+                end = ">"
+            else:
+                raise ValueError(f"{path}: bad pcapng byte-order magic at offset {off}")
+            ifaces = []
+        blen = struct.unpack_from(end + "I", data, off + 4)[0]
+        if blen < 12 or blen % 4 or off + blen > len(data):
+            return  # truncated or corrupt tail
+        body = data[off + 8 : off + blen - 4]
+        off += blen
+        if btype == _PCAPNG_IDB:
+            linktype, _, snaplen = struct.unpack_from(end + "HHI", body)
+            per_s, tsoff = 10**6, 0
+            for code, value in _pcapng_options(body, 8, end):
+                if code == 9 and value:  # if_tsresol
+                    r = value[0]
+                    per_s = 2 ** (r & 0x7F) if r & 0x80 else 10 ** (r & 0x7F)
+                elif code == 14 and len(value) == 8:  # if_tsoffset, seconds
+                    tsoff = struct.unpack(end + "q", value)[0]
+            ifaces.append((linktype, snaplen, per_s, tsoff))
+        elif btype in (_PCAPNG_EPB, _PCAPNG_PB):
+            if btype == _PCAPNG_EPB:
+                iface, hi, lo, caplen, _ = struct.unpack_from(end + "IIIII", body)
+            else:
+                iface, _, hi, lo, caplen, _ = struct.unpack_from(end + "HHIIII", body)
+            if iface >= len(ifaces):
+                raise ValueError(f"{path}: packet on undeclared interface {iface}")
+            linktype, _, per_s, tsoff = ifaces[iface]
+            frame = body[20 : 20 + caplen]
+            comment, direction = "", ""
+            for code, value in _pcapng_options(body, 20 + caplen + (-caplen % 4), end):
+                if code == 1:
+                    comment = value.decode("utf-8", "replace")
+                elif code == 2 and btype == _PCAPNG_EPB and len(value) == 4:
+                    bits = struct.unpack(end + "I", value)[0] & 3
+                    direction = {1: "in", 2: "out"}.get(bits, "")
+            units = (hi << 32) | lo
+            t_ns = tsoff * 10**9 + units * 10**9 // per_s
+            yield Frame(t_ns / 1e9, frame, t_ns, linktype, comment, direction)
+        elif btype == _PCAPNG_SPB:
+            if not ifaces:
+                raise ValueError(f"{path}: simple packet block before any interface")
+            linktype, snaplen, _, _ = ifaces[0]
+            orig = struct.unpack_from(end + "I", body)[0]
+            size = min(orig, snaplen) if snaplen else orig
+            yield Frame(0.0, body[4 : 4 + size], 0, linktype)
 
 
 @dataclass

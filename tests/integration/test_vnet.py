@@ -35,7 +35,7 @@ def test_gc_removes_namespaces_of_dead_owners_only() -> None:
 def test_sigkill_mid_run_then_next_start_cleans_up() -> None:
     _need_root()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--out", "/tmp/hilt-demo-out"],
+        [sys.executable, "-m", "harness.cli", "demo", "--out", "/tmp/hilt-demo-out"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -57,11 +57,11 @@ def test_sigkill_mid_run_then_next_start_cleans_up() -> None:
     assert leftovers.stdout.strip() == ""
 
 
-def test_hil_run_end_to_end(tmp_path: object) -> None:
-    """The README's first command: every check passes, the capture lands, nothing is left."""
+def test_hil_demo_end_to_end(tmp_path: object) -> None:
+    """``hil demo``: every check passes, the capture lands, nothing is left."""
     _need_root()
     out = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--out", str(tmp_path)],
+        [sys.executable, "-m", "harness.cli", "demo", "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -88,7 +88,8 @@ CASES: list[tuple[str, str, str]] = [
         "unknown target key with a suggestion",
         BASE + "  - name: a\n    stack: linux\n    ipv4: 10.0.0.2/24\n    sysctls: {}\n",
         "lab.yaml:6: targets[0] (a).sysctls: unknown key 'sysctls'; did you mean 'sysctl'? "
-        "valid keys: name, stack, link, mac, ipv4, ipv6, tester, services, agent, build, sysctl",
+        "valid keys: name, stack, link, mac, ipv4, ipv6, tester, services, agent, build, sysctl, "
+        "initcwnd, initrwnd",
     ),
     (
         "missing version",
