@@ -76,8 +76,18 @@ ipv4_reassembly_timeout_s | s | RFC 1122 3.3.2 | IPv4 reassembly timeout
 ipv6_reassembly | bool | RFC 8200 4.5 | reassembles IPv6 fragments
 ttl_default | hops | RFC 1122 3.2.1.7 | IPv4 TTL of the target's packets
 # more keys of the flow probes (P2-P6, P10)
+rcv_buffer | bytes | RFC 9293 3.8.6 | data accepted for an application that does not read
 # more keys of the timer probes (P7, P8, P11, P12, P17)
+syn_backoff | factor | RFC 6298 5.5, MUST-22 | growth of the interval between SYN retransmissions
+keepalive_idle_ms | ms | MUST-26, MUST-27 | idle time before the first keep-alive, as set
+keepalive_interval_ms | ms | MUST-27 | interval between unanswered keep-alives, as set
+keepalive_count | count | MUST-29 | unanswered keep-alives before the connection is dropped
+keepalive_probe | form | SHLD-12, MAY-6 | a keep-alive's sequence number and length
 # more keys of the robustness probes (P9, P15, P16, P18, P21, P22, P24, P25)
+nodelay | bool | MUST-17 | the application can turn Nagle off (TCP_NODELAY)
+rst_closed_port | bool | RFC 9293 3.10.7.1 | a SYN to a closed port draws the RFC form of RST
+ipv4_overlap_dropped | bool | RFC 1858 3.2 | IPv4 datagram with overlapping fragments discarded
+ipv6_overlap_dropped | bool | RFC 5722 4 | IPv6 datagram with overlapping fragments discarded
 """
 
 

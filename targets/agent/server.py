@@ -608,6 +608,12 @@ class AgentCore:
                     piece_left -= k
                 if k < size:
                     return None  # the stack is full: wait until it takes more
+                if chunk is not None and left > 0:
+                    # One chunk is one application write: let the stack offer it to the wire
+                    # before the next (a sans-IO stack sends only between polls), so Nagle or
+                    # its absence decides what a segment carries, as for a socket write.
+                    self._again = True
+                    return None
             return f"ok {n}"
 
         def stalled() -> str:

@@ -60,6 +60,21 @@ CASES: list[Case] = [
     Case("lwrtx", "lwip", "lwipopts: {TCP_MAXRTX: 4, TCP_SYNMAXRTX: 2}\n"),
     Case("lwbuf", "lwip",
          "lwipopts: {TCP_SND_BUF: 4288, TCP_SND_QUEUELEN: 32, MEMP_NUM_TCP_SEG: 32}\n"),
+    # lwbuf with a heap that holds its send buffer (MEM_SIZE is 1600 B by default, so lwbuf's
+    # TCP_SND_BUF cannot fill): 8 segments in flight, room for fast retransmit and recovery.
+    Case("lwheap", "lwip",
+         "lwipopts: {TCP_SND_BUF: 4288, TCP_SND_QUEUELEN: 32, MEMP_NUM_TCP_SEG: 32, "
+         "MEM_SIZE: 16000}\n"),
+    # The reference stack without silly-window avoidance: the SWS probes must see it.
+    Case("locsws", "local", "profile: full\ntcp: {sws_avoidance: false}\n"),
+    # lwIP that negotiates SACK (receiver side, LWIP_TCP_SACK_OUT) with lwheap's 8-segment send
+    # buffer: its sender ignores SACK blocks, so SACK recovery must come out False.
+    Case("lwsackh", "lwip",
+         "lwipopts: {LWIP_TCP_SACK_OUT: 1, TCP_SND_BUF: 4288, TCP_SND_QUEUELEN: 32, "
+         "MEMP_NUM_TCP_SEG: 32, MEM_SIZE: 16000}\n"),
+    # lwIP with per-connection keep-alive timings (LWIP_TCP_KEEPALIVE): the agent can set
+    # keepidle/keepintvl/keepcnt, so P12 sees lwIP's keep-alives within seconds.
+    Case("lwka", "lwip", "lwipopts: {LWIP_TCP_KEEPALIVE: 1}\n"),
 ]  # fmt: skip
 
 BY_NAME = {c.name: c for c in CASES}
