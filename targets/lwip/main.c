@@ -273,10 +273,17 @@ static void echo_send(struct conn *c) {
     conn_close(c);
 }
 
+/* Chargen: fill the send buffer one MSS per write, as send_pump does. A single write of the
+ * whole buffer needs that much heap (MEM_SIZE, 1600 B by default) and as many queue entries at
+ * once; lwIP refuses it whole (ERR_MEM) when TCP_SND_BUF is raised alone, and chargen would
+ * never send. MSS-sized writes stop where the heap or the queue really runs out. */
 static void chargen_fill(struct conn *c) {
   struct tcp_pcb *pcb = c->pcb;
   for (;;) {
-    u32_t len = LWIP_MIN((u32_t)tcp_sndbuf(pcb), (u32_t)CHARGEN_PERIOD);
+    if (tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN)
+      break;
+    u32_t len = LWIP_MIN((u32_t)tcp_sndbuf(pcb), (u32_t)tcp_mss(pcb));
+    len = LWIP_MIN(len, (u32_t)CHARGEN_PERIOD);
     if (opt.chargen_limited && opt.chargen_bytes - c->sent < len)
       len = (u32_t)(opt.chargen_bytes - c->sent);
     if (len == 0)
