@@ -23,8 +23,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness.probes import peer
@@ -46,34 +45,15 @@ P2_KEYS = ("rcv_buffer", "sws_avoidance_receiver")
 # ------------------------------------------------------------------------------ helpers
 
 
-def _family(ctx: Context) -> str:
-    """Stack-wide behaviour is measured once: over IPv4 when the target has it."""
-    return "ipv4" if "ipv4" in ctx.addresses else next(iter(ctx.addresses))
-
-
 def _chargen(ctx: Context) -> int:
     if "chargen" not in ctx.services:
         raise RuntimeError("the target offers no chargen service (flow probes need a sender)")
     return ctx.services["chargen"]
 
 
-def _rst(t: Timeline) -> None:
-    """End the connection for good (see the module doc); never masks the probe's own error."""
-    with contextlib.suppress(Exception):  # the wire may be gone; the probe's result matters
-        t.inject(None, "R" if t.conn.target_isn is None else "R.")
-
-
 def _eff_mss(sa: Seg, fam: str) -> int:
     """The segment size the target may send us: its MSS option (or the default) and ours."""
     return min(OUR_MSS, sa.mss if sa.mss is not None else DEFAULT_MSS[fam])
-
-
-def _ev(ctx: Context, t: Timeline, segs: Iterable[Seg], note: str) -> Evidence:
-    chosen = list(segs)
-    if len(chosen) > MAX_FRAMES:  # the first and the last ones tell the story
-        half = MAX_FRAMES // 2
-        chosen = chosen[:half] + chosen[-half:]
-    return ctx.wire_evidence(peer.wire_of(t), [s.t_us for s in chosen], note)
 
 
 def _obs(
@@ -190,7 +170,9 @@ def _mss_observations(
     out: list[Observation] = []
     tried = [(m, s) for m, s in largest.items() if m is not None]
     seen = [(m, s) for m, s in tried if s is not None]
-    ev = _ev(ctx, t, [s for _, s in seen], f"largest segment after each MSS option, {fam}")
+    ev = peer.evidence(
+        ctx, t, [s for _, s in seen], f"largest segment after each MSS option, {fam}"
+    )
     sizes = ", ".join(f"MSS {m}: {s.length if s else 'no data'}" for m, s in tried)
     if not seen:
         out.append(
@@ -216,7 +198,7 @@ def _mss_observations(
         out.append(
             _obs("mss_default_when_absent", seg.length, "conforms" if ok else "deviates", "P1b",
                  f"largest segment {seg.length} B without an MSS option (at most {limit} B)",
-                 _ev(ctx, t, [seg], f"largest segment, SYN without MSS, {fam}"), fam)
+                 peer.evidence(ctx, t, [seg], f"largest segment, SYN without MSS, {fam}"), fam)
         )  # fmt: skip
     return out
 
@@ -305,9 +287,9 @@ def receive_buffer(ctx: Context) -> list[Observation]:
     while we send small segments (1/8 MSS): the right edge must not creep forward in small
     steps while the free buffer is small (MUST-39). Exclusive: the held data takes a small
     stack's buffers from every other connection."""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     with ctx.agent_session() as agent:
-        port, sid = _agent_listen(agent)
+        port, sid = peer.agent_listen(agent)
         cid: int | None = None
         try:
             with peer.timeline(ctx, fam, "P2-rcvbuf", port) as t:
@@ -317,26 +299,13 @@ def receive_buffer(ctx: Context) -> list[Observation]:
                     cid = accepted.result(10)[0]
                     return _receive_buffer(ctx, t, fam, sa, agent, cid)
                 finally:
-                    _rst(t)
+                    peer.reset(t)
         finally:
             with contextlib.suppress(AgentError):  # our RST may have freed it already
                 if cid is not None:
                     agent.abort(cid)
             with contextlib.suppress(AgentError):
                 agent.close(sid)
-
-
-def _agent_listen(agent: Agent) -> tuple[int, int]:
-    """A free port on the target for the agent to listen on: (port, sid)."""
-    rng = random.Random()
-    for _ in range(20):
-        port = rng.randint(20000, 29999)
-        try:
-            return port, agent.listen(port)
-        except AgentError as exc:
-            if exc.code != "inuse":
-                raise
-    raise RuntimeError("no free port for the agent to listen on")
 
 
 def _receive_buffer(
@@ -386,7 +355,7 @@ def _receive_buffer(
         out.append(
             _obs("rcv_buffer", held, "inconclusive", "P2",
                  f"at least {held} B held; the window did not close (cut short)",
-                 _ev(ctx, t, cited, "filling the window of a non-reading application"))
+                 peer.evidence(ctx, t, cited, "filling the window of a non-reading application"))
         )  # fmt: skip
     else:
         cited.append(zero)
@@ -394,7 +363,7 @@ def _receive_buffer(
             _obs("rcv_buffer", held, "conforms", "P2",
                  f"{held} B accepted for an application that does not read, then window 0 "
                  f"({held / mss:.2f} x {mss} B; first window {sa.win} B)",
-                 _ev(ctx, t, cited, "filling the window until it is zero"))
+                 peer.evidence(ctx, t, cited, "filling the window until it is zero"))
         )  # fmt: skip
     buf = max(held, sa.win)
     threshold = min(mss, max(1, buf // 2))
@@ -443,7 +412,7 @@ def _receiver_sws(
     detail = "; ".join(parts) + f" (buffer {buf} B, small: < {threshold} B)"
     if silly:
         detail += f"; silly: {bad}"
-    ev = _ev(ctx, t, cited + [a.seg for a in silly], "window advertisements")
+    ev = peer.evidence(ctx, t, cited + [a.seg for a in silly], "window advertisements")
     if not w.advances:
         return _obs("sws_avoidance_receiver", None, "inconclusive", "P2",
                     f"the window never opened: {detail}", ev)  # fmt: skip
@@ -463,7 +432,7 @@ def _receiver_sws(
 def flight_size(ctx: Context) -> list[Observation]:
     """Every segment ACKed as it arrives; the flight is what the target had unacknowledged
     when it sent a segment: its end minus the last ACK we had sent before it was captured."""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     with peer.timeline(ctx, fam, "P3-flight", _chargen(ctx)) as t:
         try:
             sa = peer.handshake(t, mss=OUR_MSS, win=WIN)
@@ -492,7 +461,7 @@ def flight_size(ctx: Context) -> list[Observation]:
                 if n <= 6:
                     cited += [s, a]
         finally:
-            _rst(t)
+            peer.reset(t)
     if best_seg is None:
         return [_obs("flight_size_mss", None, "inconclusive", "P3", "no data from chargen")]
     unit = min(mss, largest)  # the target's segments, if smaller than the MSS allows
@@ -501,7 +470,9 @@ def flight_size(ctx: Context) -> list[Observation]:
     if best > WIN - largest:
         detail += "; limited by our 65535-byte window"
     verdict: Verdict = "deviates" if best > WIN else "conforms"
-    ev = _ev(ctx, t, [*cited, best_seg], "largest flight (segment with most unacknowledged)")
+    ev = peer.evidence(
+        ctx, t, [*cited, best_seg], "largest flight (segment with most unacknowledged)"
+    )
     return [_obs("flight_size_mss", value, verdict, "P3", detail, ev)]
 
 
@@ -524,7 +495,7 @@ def initial_window(ctx: Context) -> list[Observation]:
     window and then, at its RTO, retransmits the first segment. The initial window is the new
     data sent before that retransmission. (Our SYN offers no SACK, and Linux sends a tail loss
     probe, which would be new data, only on SACK connections.)"""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     wait_ms = min(10_000.0, ctx.budget_s * 1000 / 2)
     with peer.timeline(ctx, fam, "P4-iw", _chargen(ctx)) as t:
         try:
@@ -546,7 +517,7 @@ def initial_window(ctx: Context) -> list[Observation]:
                 segs.append(s)
                 high = s.end
         finally:
-            _rst(t)
+            peer.reset(t)
     if not segs:
         return [_obs("initial_window", None, "inconclusive", "P4", "no data from chargen")]
     iw = high - 1
@@ -564,7 +535,9 @@ def initial_window(ctx: Context) -> list[Observation]:
         verdict = "inconclusive" if verdict == "conforms" else verdict
     else:
         detail = f"{iw} B in {n}, the first retransmitted after {rtx.t_ms - segs[0].t_ms:.0f} ms"
-    ev = _ev(ctx, t, [*segs, *([rtx] if rtx else [])], "initial flight and retransmission")
+    ev = peer.evidence(
+        ctx, t, [*segs, *([rtx] if rtx else [])], "initial flight and retransmission"
+    )
     return [_obs("initial_window", iw, verdict, "P4", f"{detail}; {rule} (MSS {mss})", ev)]
 
 
@@ -581,7 +554,7 @@ def slow_start(ctx: Context) -> list[Observation]:
     """Rounds: take the target's flight, ACK each of its segments, take the next flight. Slow
     start grows the flight by one segment per ACK, doubling it per round (RFC 5681 3.1); a
     stack without it, or held by a send buffer, sends the same flight every round."""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     with peer.timeline(ctx, fam, "P5-slowstart", _chargen(ctx)) as t:
         try:
             snd = _start_sender(t, fam)
@@ -592,7 +565,7 @@ def slow_start(ctx: Context) -> list[Observation]:
                 if len(snd.rounds) >= 3 and snd.sizes[-1] == snd.sizes[-2] == snd.sizes[-3]:
                     break  # the flight is fixed
         finally:
-            _rst(t)
+            peer.reset(t)
     sizes = snd.sizes
     if not sizes or sizes[0] == 0:
         return [_obs("slow_start", None, "inconclusive", "P5", "no data from chargen")]
@@ -601,7 +574,7 @@ def slow_start(ctx: Context) -> list[Observation]:
     shown = ", ".join(str(n) for n in sizes)
     limited = snd.window_limited(snd.rounds[len(sizes) - 1])
     tail = " (the last one filled our window)" if limited else ""
-    ev = _ev(ctx, t, snd.cited, "first and last segment of each round, and our ACKs")
+    ev = peer.evidence(ctx, t, snd.cited, "first and last segment of each round, and our ACKs")
     grew = [(a, b) for a, b in itertools.pairwise(sizes) if b > a]
     if not grew:
         return [
@@ -631,7 +604,7 @@ def fast_retransmit(ctx: Context) -> list[Observation]:
     follows. Fast retransmit = the lost segment again well before any RTO; fast recovery =
     new data before the hole is filled (window inflation, RFC 5681 3.2 / RFC 6582), or, when
     the sender had no room for new data, a halved (not collapsed) flight after recovery."""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     with peer.timeline(ctx, fam, "P6-fastrtx", _chargen(ctx)) as t:
         try:
             snd = _start_sender(t, fam)
@@ -645,7 +618,7 @@ def fast_retransmit(ctx: Context) -> list[Observation]:
                 return _no_fast_retransmit(ctx, t, snd)
             return _loss_round(ctx, t, snd, segs)
         finally:
-            _rst(t)
+            peer.reset(t)
 
 
 def _no_fast_retransmit(ctx: Context, t: Timeline, snd: _Sender) -> list[Observation]:
@@ -661,7 +634,7 @@ def _no_fast_retransmit(ctx: Context, t: Timeline, snd: _Sender) -> list[Observa
         "duplicate ACKs need a lost segment and 3 more after it, so loss recovery can only "
         "be by timeout"
     )
-    ev = _ev(ctx, t, snd.cited, "the flights: never 4 segments")
+    ev = peer.evidence(ctx, t, snd.cited, "the flights: never 4 segments")
     return [
         _obs("fast_retransmit", None, "not-applicable", "P6", why, ev),
         _obs("fast_recovery", None, "not-applicable", "P6", why, ev),
@@ -705,7 +678,7 @@ def _loss_round(ctx: Context, t: Timeline, snd: _Sender, segs: list[Seg]) -> lis
             f"no retransmission within {1500 / 1000:g} s of the 3rd duplicate ACK "
             f"({n} segments in flight, {len(dups)} duplicate ACKs)"
         )
-        ev = _ev(ctx, t, cited, "loss round: duplicate ACKs, no retransmission")
+        ev = peer.evidence(ctx, t, cited, "loss round: duplicate ACKs, no retransmission")
         out.append(_obs("fast_retransmit", False, "deviates", "P6", detail, ev))
         out.append(_obs("fast_recovery", None, "not-applicable", "P6", "no fast retransmit", ev))
         return out
@@ -719,7 +692,7 @@ def _loss_round(ctx: Context, t: Timeline, snd: _Sender, segs: list[Seg]) -> lis
     )
     if not fast:
         detail += f": a timeout, not fast retransmit (< {FAST_MS:g} ms)"
-    ev = _ev(ctx, t, cited, "loss round: duplicate ACKs and the retransmission")
+    ev = peer.evidence(ctx, t, cited, "loss round: duplicate ACKs and the retransmission")
     out.append(_obs("fast_retransmit", fast, "conforms" if fast else "deviates", "P6", detail, ev))
     if not fast:
         out.append(_obs("fast_recovery", None, "not-applicable", "P6", "no fast retransmit", ev))
@@ -728,7 +701,7 @@ def _loss_round(ctx: Context, t: Timeline, snd: _Sender, segs: list[Seg]) -> lis
     cited.append(_ack(t, snd.high))
     after = snd.flight(1000)
     cited += after[:2]
-    ev = _ev(ctx, t, cited, "loss round, recovery and the flight after it")
+    ev = peer.evidence(ctx, t, cited, "loss round, recovery and the flight after it")
     k = len(after)
     if recovery_new:
         detail = (
@@ -786,7 +759,7 @@ def sender_sws(ctx: Context) -> list[Observation]:
     timeout. A remainder filled while data was still in flight is reported, not judged: that
     is Nagle's (Minshall's) domain, and Linux sends such a tail at once. Exclusive:
     unacknowledged data takes a small stack's heap."""
-    fam = _family(ctx)
+    fam = peer.stack_family(ctx)
     seen: list[_Small] = []
     cited: list[Seg] = []
     full = 0
@@ -821,7 +794,7 @@ def sender_sws(ctx: Context) -> list[Observation]:
                 if right - high < full or s.length < full:
                     cited += [s, last]
         finally:
-            _rst(t)
+            peer.reset(t)
     return [_sws_sender_observation(ctx, t, seen, cited, full)]
 
 
@@ -842,7 +815,7 @@ def _sws_sender_observation(
     detail = (
         "; ".join(parts) + f" (segments of {full} B, window 65535; silly: within {SILLY_MS:g} ms)"
     )
-    ev = _ev(ctx, t, cited, "remainders of our window and what the target sent into them")
+    ev = peer.evidence(ctx, t, cited, "remainders of our window and what the target sent into them")
     if not any(w.idle for w in seen):
         return _obs("sws_avoidance_sender", None, "inconclusive", "P10",
                     f"no remainder left with nothing in flight: {detail}", ev)  # fmt: skip

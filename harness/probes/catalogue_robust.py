@@ -42,40 +42,6 @@ ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY, ICMP6_TIME_EXCEEDED = 128, 129, 3
 # ------------------------------------------------------------------------------ common moves
 
 
-def _fam(ctx: Context) -> str:
-    """The family per-stack features are measured in: IPv4 when the target has it."""
-    return "ipv4" if "ipv4" in ctx.addresses else next(iter(ctx.addresses))
-
-
-def _service(ctx: Context, *kinds: str) -> int:
-    for kind in kinds:
-        if kind in ctx.services:
-            return ctx.services[kind]
-    raise RuntimeError(f"the target offers none of the services {', '.join(kinds)}")
-
-
-def _rst(t: Timeline, conn: Conn | None = None) -> None:
-    """End a raw connection with a RST at the target's RCV.NXT (lwIP has 5 PCBs: never leave
-    one behind). That is the last ACK it sent, not our SND.NXT: after out-of-order data the
-    two differ, and an RFC 5961 stack only answers an inexact RST with a challenge ACK."""
-    c = conn or t.conn
-    if c.target_port is None:
-        return
-    last = next(
-        (
-            s
-            for s in reversed(t.segments)
-            if s.direction == ">" and c.owns(s.hdr) and "." in s.flags
-        ),
-        None,
-    )
-    t.inject(None, "R", seq=last.ack if last is not None else c.snd_nxt, conn=c)
-
-
-def _ev(ctx: Context, t: Timeline, segs: list[Seg], note: str) -> Evidence:
-    return ctx.wire_evidence(peer.wire_of(t), [s.t_us for s in segs], note)
-
-
 def _until(
     t: Timeline, pred: Callable[[Seg], bool], within_ms: float, conn: Conn | None = None
 ) -> tuple[Seg | None, list[Seg]]:
@@ -183,19 +149,6 @@ def _small_writes(t: Timeline, agent: Agent, cid: int) -> _Writes:
     return _Writes(before, after, ack)
 
 
-def _agent_listen(agent: Agent) -> tuple[int, int]:
-    """A listener of the agent on a free port: (port, sid)."""
-    rng = random.Random()
-    for _ in range(10):
-        port = rng.randint(20000, 29999)
-        try:
-            return port, agent.listen(port)
-        except AgentError as exc:
-            if exc.code != "inuse":
-                raise
-    raise RuntimeError("the agent found no free port to listen on")
-
-
 def _quietly(fn: Callable[[], object]) -> None:
     with suppress(AgentError):
         fn()
@@ -206,9 +159,9 @@ def _quietly(fn: Callable[[], object]) -> None:
 )
 def nagle(ctx: Context) -> list[Observation]:
     out = _Out("P9")
-    fam = _fam(ctx)
+    fam = peer.stack_family(ctx)
     with ctx.agent_session() as agent:
-        port, sid = _agent_listen(agent)
+        port, sid = peer.agent_listen(agent)
         cid: int | None = None
         try:
             with peer.timeline(ctx, fam, "P9-nagle", port) as t:
@@ -224,7 +177,7 @@ def nagle(ctx: Context) -> list[Observation]:
                     except AgentError as exc:
                         nodelay, why = None, f"setopt nodelay: err {exc.code}"
                 finally:
-                    _rst(t)
+                    peer.reset(t)
                 _judge_nagle(ctx, t, out, default, nodelay, why)
         finally:
             if cid is not None:
@@ -252,8 +205,8 @@ def _judge_nagle(
         n = w.before_ack[0].length
         return f"the first segment carried {n} bytes: the writes reached the stack together"
 
-    ev = _ev(ctx, t, shows(d), f"{SMALL_WRITES} one-byte writes, first ACK held back")
-    nd_ev = _ev(ctx, t, shows(nd), "the same with TCP_NODELAY") if nd else None
+    ev = peer.evidence(ctx, t, shows(d), f"{SMALL_WRITES} one-byte writes, first ACK held back")
+    nd_ev = peer.evidence(ctx, t, shows(nd), "the same with TCP_NODELAY") if nd else None
     if d.before_ack[0].length > 1:
         out.add("nagle", None, "inconclusive", lumped(d), ev)
         out.add("nodelay", None, "inconclusive", lumped(d), nd_ev)
@@ -304,7 +257,7 @@ def _ooo_block(k: int) -> tuple[int, int]:
 def _sack_blocks(ctx: Context, fam: str, out: _Out) -> None:
     """scamper's sack-rcvr: six out-of-order segments to the discard service, each answered by
     a duplicate ACK whose SACK blocks must name what arrived, the newest first (RFC 2018 4)."""
-    with peer.timeline(ctx, fam, "P15-sack-blocks", _service(ctx, "discard", "echo")) as t:
+    with peer.timeline(ctx, fam, "P15-sack-blocks", peer.service(ctx, "discard", "echo")) as t:
         sa = peer.handshake(t, mss=1460, sackok=True)
         try:
             sent: list[tuple[int, int]] = []
@@ -329,8 +282,8 @@ def _sack_blocks(ctx: Context, fam: str, out: _Out) -> None:
                 if len(blocks) > 4 or any(b not in sent for b in blocks):
                     bad.append(f"after {lo}:{hi} blocks {blocks} (not what arrived)")
         finally:
-            _rst(t)
-        ev = _ev(ctx, t, shown, "six out-of-order segments and the ACKs they drew")
+            peer.reset(t)
+        ev = peer.evidence(ctx, t, shown, "six out-of-order segments and the ACKs they drew")
         with_sack = [a for a in acks if a.sack]
         counts = ",".join(str(len(a.sack or ())) for a in acks)
         recent = all(
@@ -418,7 +371,7 @@ def _sack_recovery(ctx: Context, fam: str, out: _Out) -> None:
     segments and SACK the rest (and all new data), never acknowledging a retransmission. A
     SACK sender retransmits both holes in that one round trip and nothing it was told we have;
     NewReno would wait for a partial ACK before the second hole."""
-    with peer.timeline(ctx, fam, "P15-sack-recovery", _service(ctx, "chargen")) as t:
+    with peer.timeline(ctx, fam, "P15-sack-recovery", peer.service(ctx, "chargen")) as t:
         sa = peer.handshake(t, mss=536, sackok=True)
         try:
             if not sa.sackok:
@@ -427,7 +380,7 @@ def _sack_recovery(ctx: Context, fam: str, out: _Out) -> None:
                     False,
                     "conforms",
                     "SACK not negotiated (no sackOK in the SYN-ACK)",
-                    _ev(ctx, t, [sa], "SYN-ACK without sackOK"),
+                    peer.evidence(ctx, t, [sa], "SYN-ACK without sackOK"),
                 )
                 return
             flight: list[Seg] = []
@@ -448,12 +401,12 @@ def _sack_recovery(ctx: Context, fam: str, out: _Out) -> None:
                     "inconclusive",
                     f"flights of {sizes} segments: too few to drop two and SACK three "
                     f"above (needs {RECOVERY_MIN_FLIGHT})",
-                    _ev(ctx, t, flight[:8], "the largest flight"),
+                    peer.evidence(ctx, t, flight[:8], "the largest flight"),
                 )
                 return
             _recover(ctx, t, out, flight)
         finally:
-            _rst(t)
+            peer.reset(t)
 
 
 def _recover(ctx: Context, t: Timeline, out: _Out, flight: list[Seg]) -> None:
@@ -481,7 +434,7 @@ def _recover(ctx: Context, t: Timeline, out: _Out, flight: list[Seg]) -> None:
             rx.receive(s)
     wasted += [s for s in t.collect(40) if s.length and s.seq < high and not _in(s, holes)]
     shown = flight[:8] + rx.acks[:6] + list(fixed.values()) + wasted[:2]
-    ev = _ev(ctx, t, shown, "flight, duplicate ACKs with SACK blocks, retransmissions")
+    ev = peer.evidence(ctx, t, shown, "flight, duplicate ACKs with SACK blocks, retransmissions")
     dup = len(rx.acks)
     what = f"flight of {len(flight)}, holes {holes}, {dup} ACKs with SACK blocks"
     if wasted:
@@ -523,7 +476,7 @@ def _in(s: Seg, holes: list[tuple[int, int]]) -> bool:
 )
 def sack(ctx: Context) -> list[Observation]:
     out = _Out("P15")
-    fam = _fam(ctx)
+    fam = peer.stack_family(ctx)
     _sack_blocks(ctx, fam, out)
     _sack_recovery(ctx, fam, out)
     return out.items
@@ -535,7 +488,9 @@ def sack(ctx: Context) -> list[Observation]:
 @probe("P16", "out-of-order data queued (segment 2 before segment 1)", ("ooo_queue",))
 def ooo_queue(ctx: Context) -> list[Observation]:
     out = _Out("P16")
-    with peer.timeline(ctx, _fam(ctx), "P16-ooo", _service(ctx, "discard", "echo")) as t:
+    with peer.timeline(
+        ctx, peer.stack_family(ctx), "P16-ooo", peer.service(ctx, "discard", "echo")
+    ) as t:
         peer.handshake(t, mss=1460)
         try:
             two = t.inject(None, "P.", seq=101, data=b"2" * 100)
@@ -543,11 +498,11 @@ def ooo_queue(ctx: Context) -> list[Observation]:
             one = t.inject(None, "P.", seq=1, data=b"1" * 100)
             final, seen = _until(t, lambda s: "." in s.flags and s.ack >= 201, 700)
         finally:
-            _rst(t)
+            peer.reset(t)
         acks = [s for s in seen if "." in s.flags]
         last = final or (acks[-1] if acks else None)
         shown = [two] + ([dup] if dup else []) + [one] + ([last] if last else [])
-        ev = _ev(ctx, t, shown, "segment 2, then segment 1, and the ACKs")
+        ev = peer.evidence(ctx, t, shown, "segment 2, then segment 1, and the ACKs")
     if last is None:
         out.add("ooo_queue", None, "inconclusive", "no ACK after segment 1 within 700 ms", ev)
     elif last.ack >= 201:
@@ -589,7 +544,7 @@ def _closed_port(ctx: Context, t: Timeline, out: _Out) -> None:
     c = t.open(CLOSED_PORT)
     syn = t.inject(None, "S", win=65535, mss=1460, conn=c)
     r = t.next(1000, c)
-    ev = _ev(ctx, t, [syn] + ([r] if r else []), f"SYN to closed port {CLOSED_PORT}")
+    ev = peer.evidence(ctx, t, [syn] + ([r] if r else []), f"SYN to closed port {CLOSED_PORT}")
     if r is None:
         out.add(
             "rst_closed_port",
@@ -635,8 +590,8 @@ def _rst_in_window(ctx: Context, t: Timeline, out: _Out, port: int) -> None:
             shown += [exact, *more]
             exact_dead = after is False or after is None
     finally:
-        _rst(t, c)
-    ev = _ev(ctx, t, shown, f"RST at RCV.NXT+{off}, then data; exact RST, then data")
+        peer.reset(t, c)
+    ev = peer.evidence(ctx, t, shown, f"RST at RCV.NXT+{off}, then data; exact RST, then data")
     head = f"RST at RCV.NXT+{off} (window {sa.win})"
     if alive is None:
         out.add(
@@ -695,8 +650,8 @@ def _syn_established(ctx: Context, t: Timeline, out: _Out, port: int) -> None:
             alive, more = _alive(t, c)
         shown += [syn, *seen, *more]
     finally:
-        _rst(t, c)
-    ev = _ev(ctx, t, shown, "SYN at RCV.NXT in ESTABLISHED, then data")
+        peer.reset(t, c)
+    ev = peer.evidence(ctx, t, shown, "SYN at RCV.NXT in ESTABLISHED, then data")
     if answer is None:
         out.add(
             "syn_in_established_challenge_ack",
@@ -738,8 +693,8 @@ def _syn_established(ctx: Context, t: Timeline, out: _Out, port: int) -> None:
 )
 def blind_attacks(ctx: Context) -> list[Observation]:
     out = _Out("P18")
-    port = _service(ctx, "echo")
-    with peer.timeline(ctx, _fam(ctx), "P18-rst-syn", port) as t:
+    port = peer.service(ctx, "echo")
+    with peer.timeline(ctx, peer.stack_family(ctx), "P18-rst-syn", port) as t:
         _closed_port(ctx, t, out)
         # Two connections: Linux answers at most one challenge ACK per socket per 500 ms.
         _rst_in_window(ctx, t, out, port)
@@ -756,11 +711,11 @@ SMALL_STEP = 1 << 24  # a random 32-bit difference lands below this with probabi
 @probe("P21", "ISN predictability across connections", ("isn_predictable",))
 def isn(ctx: Context) -> list[Observation]:
     out = _Out("P21")
-    port = _service(ctx, "discard", "echo", "chargen")
+    port = peer.service(ctx, "discard", "echo", "chargen")
     isns: list[int] = []
     shown: list[Seg] = []
     misses = 0
-    with peer.timeline(ctx, _fam(ctx), "P21-isn", port) as t:
+    with peer.timeline(ctx, peer.stack_family(ctx), "P21-isn", port) as t:
         while len(isns) < ISN_SAMPLES and misses < 10:
             c = t.open(port)
             syn = t.inject(None, "S", win=65535, mss=1460, conn=c)
@@ -768,11 +723,11 @@ def isn(ctx: Context) -> list[Observation]:
             if sa is None or "S" not in sa.flags:
                 misses += 1  # out of PCBs for a moment (other probes run meanwhile)
                 continue
-            _rst(t, c)  # at once: an embryonic connection holds a PCB too
+            peer.reset(t, c)  # at once: an embryonic connection holds a PCB too
             isns.append(sa.seq_raw)
             if len(shown) < 8:
                 shown += [syn, sa]
-        ev = _ev(ctx, t, shown, "SYNs from fresh ports and the SYN-ACKs' ISNs")
+        ev = peer.evidence(ctx, t, shown, "SYNs from fresh ports and the SYN-ACKs' ISNs")
     if len(isns) < 10:
         out.add("isn_predictable", None, "inconclusive", f"only {len(isns)} SYN-ACKs", ev)
         return out.items
@@ -835,8 +790,8 @@ def _connect(t: Timeline, port: int) -> tuple[Conn, Seg | None, list[Seg]]:
 )
 def max_connections(ctx: Context) -> list[Observation]:
     out = _Out("P22")
-    port = _service(ctx, "discard", "echo", "chargen")
-    with peer.timeline(ctx, _fam(ctx), "P22-connections", port) as t:
+    port = peer.service(ctx, "discard", "echo", "chargen")
+    with peer.timeline(ctx, peer.stack_family(ctx), "P22-connections", port) as t:
         open_: list[Conn] = []
         refusal, shown = "", list[Seg]()
         try:
@@ -857,13 +812,15 @@ def max_connections(ctx: Context) -> list[Observation]:
             alive = [c for c in open_ if c not in reset]
         finally:
             for c in open_:
-                _rst(t, c)
+                peer.reset(t, c)
         t.wait(200)
         c, again, sent = _connect(t, port)
         if again is not None:
-            _rst(t, c)
+            peer.reset(t, c)
         shown += sent + ([again] if again else [])
-        ev = _ev(ctx, t, shown, "the last connection, the refused SYN, the one after closing all")
+        ev = peer.evidence(
+            ctx, t, shown, "the last connection, the refused SYN, the one after closing all"
+        )
     n = len(alive)
     recovered = again is not None and "S" in again.flags
     after = "a new connection works after closing all" if recovered else "none after closing all"

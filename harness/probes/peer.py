@@ -10,11 +10,13 @@ confidence interval that respects the target's timer tick.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import random
 import statistics
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,9 +24,10 @@ from typing import TypeVar
 
 from harness.probes.engine import Context
 from harness.probes.livewire import LiveWire
-from harness.probes.observe import Confidence
+from harness.probes.observe import Confidence, Evidence
 from harness.probes.timeline import ECHO, Conn, Seg, Timeline
 from harness.probes.tolerance import t_ppf
+from targets.agent.client import Agent, AgentError
 
 T = TypeVar("T")
 
@@ -128,3 +131,62 @@ def estimate(samples: Sequence[float], tick_ms: float | None = None, level: floa
 def gaps_ms(segs: Sequence[Seg]) -> list[float]:
     """Intervals between consecutive segments, in ms."""
     return [round(b.t_ms - a.t_ms, 3) for a, b in itertools.pairwise(segs)]
+
+
+# ------------------------------------------------------------------------------ common moves
+
+MAX_EVIDENCE_FRAMES = 40
+
+
+def stack_family(ctx: Context) -> str:
+    """The family stack-wide behaviour (timers, windows, limits) is measured in, once: IPv4
+    when the target has it."""
+    return "ipv4" if "ipv4" in ctx.addresses else next(iter(ctx.addresses))
+
+
+def service(ctx: Context, *kinds: str) -> int:
+    """The port of the first of ``kinds`` (echo, discard, chargen) the target offers."""
+    for kind in kinds:
+        if kind in ctx.services:
+            return ctx.services[kind]
+    raise RuntimeError(f"the target offers none of the services {', '.join(kinds)}")
+
+
+def reset(t: Timeline, conn: Conn | None = None) -> None:
+    """End a raw connection for good (lwIP has 5 PCBs: never leave one behind), never masking
+    the probe's own error. The RST carries the target's RCV.NXT -- the ack of the last ACK it
+    sent, not our SND.NXT: after out-of-order data the two differ, and an RFC 5961 stack only
+    answers an inexact RST with a challenge ACK."""
+    c = conn or t.conn
+    if c.target_port is None:
+        return
+    last = next(
+        (s for s in reversed(t.segments)
+         if s.direction == ">" and c.owns(s.hdr) and "." in s.flags),
+        None,
+    )  # fmt: skip
+    with contextlib.suppress(Exception):  # the wire may be gone; the probe's result matters
+        t.inject(None, "R", seq=last.ack if last is not None else c.snd_nxt, conn=c)
+
+
+def evidence(ctx: Context, t: Timeline, segs: Iterable[Seg], note: str) -> Evidence:
+    """Evidence for ``segs`` in the timeline's pcap; long runs keep the first and last frames,
+    which tell the story."""
+    chosen = sorted(segs, key=lambda s: s.t_us)
+    if len(chosen) > MAX_EVIDENCE_FRAMES:
+        half = MAX_EVIDENCE_FRAMES // 2
+        chosen = chosen[:half] + chosen[-half:]
+    return ctx.wire_evidence(wire_of(t), [s.t_us for s in chosen], note)
+
+
+def agent_listen(agent: Agent, tries: int = 20) -> tuple[int, int]:
+    """A listener of the target's agent on a free port: (port, sid)."""
+    rng = random.Random()
+    for _ in range(tries):
+        port = rng.randint(20000, 29999)
+        try:
+            return port, agent.listen(port)
+        except AgentError as exc:
+            if exc.code != "inuse":
+                raise
+    raise RuntimeError("the agent found no free port to listen on")
