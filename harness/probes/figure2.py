@@ -333,7 +333,8 @@ def _conns(obs: list[Observation]) -> tuple[str, list[Seen | None]]:
     s = _seen(obs, "max_connections")
     if s is None or s.value is None:
         return "?", [s]
-    return f"Yes ({s.value})", [s]
+    bound = "at least" in s.detail  # the search stopped before a refusal: a lower bound
+    return f"Yes ({'>= ' if bound else ''}{s.value})", [s]
 
 
 ROWS: list[tuple[str, Callable[[list[Observation]], tuple[str, list[Seen | None]]]]] = [
