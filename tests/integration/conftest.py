@@ -192,3 +192,24 @@ def groundtruth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroundTrut
         ]
         results = engine.run_all(contexts, probes)
     yield GroundTruth(out, results, probes, time.monotonic() - t0)
+
+
+def check_evidence(out: Path, o: Observation, shows: str) -> None:
+    """``o``'s evidence pcap opens in tshark, every cited frame is in it, and at least one of
+    them matches the display filter ``shows`` (what the observation is about)."""
+    assert o.evidence is not None and o.evidence.frames, o
+    frames = ",".join(str(f) for f in o.evidence.frames)
+    pcap = out / o.evidence.pcap
+    for flt, whole in (
+        (f"frame.number in {{{frames}}}", True),
+        (f"frame.number in {{{frames}}} && ({shows})", False),
+    ):
+        res = subprocess.run(
+            ["tshark", "-n", "-r", str(pcap), "-Y", flt, "-T", "fields", "-e", "frame.number"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        if whole:
+            assert len(res.stdout.split()) == len(set(o.evidence.frames)), (o, res.stdout)
+        else:
+            assert res.stdout.split(), f"{o.key}: no cited frame matches {shows!r}: {o}"

@@ -22,7 +22,6 @@ model here follows the measurement and says why:
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ import yaml
 from harness.probes.catalogue import PROBES
 from harness.probes.observe import Value
 from stack.tcp.profile import profile
-from tests.integration.conftest import GroundTruth
+from tests.integration.conftest import GroundTruth, check_evidence
 from tests.integration.groundtruth import CASES, Case
 
 pytestmark = pytest.mark.slow
@@ -230,26 +229,10 @@ def test_flow_evidence_dissects(groundtruth: GroundTruth, case: str) -> None:
     checked = 0
     for key in sorted(keys):
         for o in groundtruth.observations(case, key):
-            assert o.evidence is not None and o.evidence.frames, o
-            frames = ",".join(str(f) for f in o.evidence.frames)
-            pcap = groundtruth.out / o.evidence.pcap
             shows = SHOWS[key]
             if key == "fast_retransmit" and o.value:
                 shows = "tcp.analysis.duplicate_ack"
-            for flt, whole in (
-                (f"frame.number in {{{frames}}}", True),
-                (f"frame.number in {{{frames}}} && ({shows})", False),
-            ):
-                res = subprocess.run(
-                    ["tshark", "-n", "-r", str(pcap), "-Y", flt, "-T", "fields",
-                     "-e", "frame.number"],
-                    capture_output=True, text=True, timeout=60,
-                )  # fmt: skip
-                assert res.returncode == 0, res.stderr
-                if whole:
-                    assert len(res.stdout.split()) == len(set(o.evidence.frames)), (o, res.stdout)
-                else:
-                    assert res.stdout.split(), f"{key}: no cited frame matches {shows!r}: {o}"
+            check_evidence(groundtruth.out, o, shows)
             checked += 1
     assert checked, f"no evidence for {case}"
 

@@ -10,7 +10,6 @@ that reports what a stack *usually* does instead of what this one does fails.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import yaml
 from harness.probes.catalogue import PROBES
 from harness.probes.observe import Value
 from stack.tcp.profile import profile
-from tests.integration.conftest import GroundTruth
+from tests.integration.conftest import GroundTruth, check_evidence
 from tests.integration.groundtruth import BUDGET_S, CASES, Case
 
 pytestmark = pytest.mark.slow
@@ -211,21 +210,6 @@ def test_robust_evidence_dissects(groundtruth: GroundTruth, case: str) -> None:
         for o in groundtruth.observations(case, key):
             if o.evidence is None or not o.evidence.frames:
                 continue
-            frames = ",".join(str(f) for f in o.evidence.frames)
-            pcap = groundtruth.out / o.evidence.pcap
-            res = subprocess.run(
-                ["tshark", "-n", "-r", str(pcap), "-Y", f"frame.number in {{{frames}}}",
-                 "-T", "fields", "-e", "frame.number"],
-                capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert res.returncode == 0, res.stderr
-            assert len(res.stdout.split()) == len(set(o.evidence.frames)), (o, res.stdout)
-            res = subprocess.run(
-                ["tshark", "-n", "-r", str(pcap), "-Y",
-                 f"frame.number in {{{frames}}} && ({shows})", "-T", "fields", "-e",
-                 "frame.number"],
-                capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert res.stdout.split(), f"{key}: no cited frame matches {shows!r}: {o}"
+            check_evidence(groundtruth.out, o, shows)
             checked += 1
     assert checked, f"no evidence for {case}"

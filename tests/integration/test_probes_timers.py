@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,7 @@ import yaml
 from harness.probes.catalogue import PROBES
 from harness.probes.observe import Value
 from stack.tcp.profile import TcpConfig, profile
-from tests.integration.conftest import GroundTruth
+from tests.integration.conftest import GroundTruth, check_evidence
 from tests.integration.groundtruth import BUDGET_S, CASES, Case
 
 pytestmark = pytest.mark.slow
@@ -419,23 +418,7 @@ def test_timer_evidence_dissects(groundtruth: GroundTruth, case: str) -> None:
             if o.evidence is None:
                 assert o.verdict == "not-applicable", o
                 continue
-            assert o.evidence.frames, o
-            frames = ",".join(str(f) for f in o.evidence.frames)
-            pcap = groundtruth.out / o.evidence.pcap
-            for flt, whole in (
-                (f"frame.number in {{{frames}}}", True),
-                (f"frame.number in {{{frames}}} && ({SHOWS[key]})", False),
-            ):
-                res = subprocess.run(
-                    ["tshark", "-n", "-r", str(pcap), "-Y", flt, "-T", "fields",
-                     "-e", "frame.number"],
-                    capture_output=True, text=True, timeout=60,
-                )  # fmt: skip
-                assert res.returncode == 0, res.stderr
-                if whole:
-                    assert len(res.stdout.split()) == len(set(o.evidence.frames)), (o, res.stdout)
-                else:
-                    assert res.stdout.split(), f"{key}: no cited frame matches {SHOWS[key]!r}: {o}"
+            check_evidence(groundtruth.out, o, SHOWS[key])
             checked += 1
     assert checked, f"no evidence for {case}"
 
