@@ -95,3 +95,38 @@ def test_kill_9_then_resume_completes_without_rerunning(tmp_path: Path) -> None:
     assert (out / "index.html").exists() and (out / "report.json").exists()
     # The killed run's namespaces were collected by the resumed run's bring-up.
     assert not [n for n in list_netns() if n.endswith(f"-{proc.pid}")]
+
+
+LINUX_LAB = """\
+version: 1
+name: diff
+targets:
+  - name: linux
+    stack: linux
+    ipv4: 10.81.1.2/24
+    ipv6: 2001:db8:81:1::2/64
+    tester: {{ipv4: 10.81.1.1/24, ipv6: "2001:db8:81:1::1/64"}}
+    sysctl: {{{sysctl}}}
+"""
+
+
+def test_diff_of_two_linux_runs_lists_exactly_the_changed_features(tmp_path: Path) -> None:
+    """Two runs of Linux that differ in SACK and timestamps: ``hil diff`` names the SACK and
+    timestamp features (and the SYN-ACK window, which timestamps change by 12 bytes of
+    options per MSS) and nothing else, in both families."""
+    _need_root()
+    probes = "P1,P15,P19,P20,P23"
+    bundles = []
+    for name, sysctl in (("a", ""), ("b", "net.ipv4.tcp_sack: 0, net.ipv4.tcp_timestamps: 0")):
+        lab = tmp_path / f"{name}.yaml"
+        lab.write_text(LINUX_LAB.format(sysctl=sysctl))
+        out = tmp_path / name
+        res = _hil("run", "--quiet", "--lab", str(lab), "--probes", probes, "--out", str(out))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        bundles.append(out)
+    res = _hil("diff", str(bundles[0]), str(bundles[1]))
+    lines = [ln.removeprefix("REGRESSION ") for ln in res.stdout.splitlines()]
+    keys = {ln.split(":")[0].split(" ")[1] for ln in lines if ln.startswith("linux ")}
+    assert keys == {"sack_permitted", "sack_blocks", "sack_recovery", "timestamps",
+                    "rcv_window", "rcv_window_mss"}, res.stdout  # fmt: skip
+    assert res.returncode in (0, 1), res.stderr
