@@ -271,7 +271,9 @@ def _order(pid: str) -> tuple[int, str]:
 
 
 def load_observations(outdir: Path) -> list[Observation]:
+    """A target's observations from disk, in catalogue order (P2 before P10), as the engine
+    returned them."""
     out = []
-    for path in sorted((outdir / "observations").glob("*.json")):
+    for path in sorted((outdir / "observations").glob("*.json"), key=lambda p: _order(p.stem)):
         out += [Observation.from_json(o) for o in json.loads(path.read_text())["observations"]]
     return out
