@@ -485,6 +485,16 @@ def _data_observations(
     )  # fmt: skip
     trained = [c for c in [*short.trained, chain] if c.first_rto is not None]
     tick, fit_note, n_events = _tick_of(chain, short)
+    armed = [c.first_rto for c in trained if c.first_rto is not None]
+    if tick and len(armed) >= 3 and max(armed) - min(armed) <= max(10.0, 0.05 * tick):
+        # Timers armed at unrelated moments that all fire the same time after arming run
+        # from their own start: a ticked timer would scatter over a tick. Round RTOs (1 s,
+        # 2 s, ...) otherwise sit on a 100 ms grid by themselves.
+        fit_note = (
+            f"event-driven: first RTOs {_fmt(armed)} ms after arming are constant (a "
+            f"{tick:g} ms tick would scatter them over up to a tick); {fit_note}"
+        )
+        tick = 0.0
     out.append(
         _obs(pid, "timer_tick_ms", tick, "conforms" if tick is not None else "inconclusive",
              fit_note, Confidence(n_events), ev)
