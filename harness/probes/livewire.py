@@ -23,13 +23,23 @@ import hashlib
 import ipaddress
 import select
 import socket
-import struct
 import time
 from collections import deque
 from pathlib import Path
 
 from harness.probes.wire import WireInfo
 from stack.phy.netns import in_netns
+from stack.phy.packet import (
+    ETH_P_ALL,
+    PACKET_ADD_MEMBERSHIP,
+    PACKET_MR_PROMISC,
+    PACKET_MREQ,
+    PACKET_OUTGOING,
+    SO_TIMESTAMPNS,
+    SOL_PACKET,
+    TIMESPEC,
+    kernel_timestamp,
+)
 from stack.phy.pcapng import PcapngWriter
 
 __all__ = ["RAW_PEER_MAC", "LiveWire", "raw_peer_ip"]
@@ -37,14 +47,6 @@ __all__ = ["RAW_PEER_MAC", "LiveWire", "raw_peer_ip"]
 # Locally administered, unicast: "02" + "HIL" + a per-family byte.
 RAW_PEER_MAC = {4: bytes.fromhex("0248494c0004"), 6: bytes.fromhex("0248494c0006")}
 
-ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@ll")
-_MREQ = struct.Struct("iHH8s")
 _READ = 65536 + 256
 TX_STAMP_WAIT_S = 0.5
 
@@ -85,7 +87,7 @@ class LiveWire:
         self._frames = 0
         self._note: str | None = None
         self._buf = bytearray(_READ)
-        self._anc = socket.CMSG_SPACE(_TIMESPEC.size)
+        self._anc = socket.CMSG_SPACE(TIMESPEC.size)
         pcap.parent.mkdir(parents=True, exist_ok=True)
         self._rx, self._tx = self._open(netns, ifname)
         self._pcap = PcapngWriter(pcap, flush_every=16)
@@ -102,7 +104,9 @@ class LiveWire:
                 rx.bind((ifname, ETH_P_ALL))
                 index = socket.if_nametoindex(ifname)
                 rx.setsockopt(
-                    SOL_PACKET, PACKET_ADD_MEMBERSHIP, _MREQ.pack(index, PACKET_MR_PROMISC, 0, b"")
+                    SOL_PACKET,
+                    PACKET_ADD_MEMBERSHIP,
+                    PACKET_MREQ.pack(index, PACKET_MR_PROMISC, 0, b""),
                 )
                 rx.setblocking(False)
                 tx.bind((ifname, 0))  # protocol 0: this socket never receives
@@ -202,16 +206,8 @@ class LiveWire:
                 continue
             if flags & socket.MSG_TRUNC:
                 continue
-            return _stamp(anc), bytes(self._buf[:n]), addr[2] == PACKET_OUTGOING
+            return kernel_timestamp(anc), bytes(self._buf[:n]), addr[2] == PACKET_OUTGOING
 
 
 def _digest(frame: bytes) -> bytes:
     return hashlib.blake2b(frame, digest_size=8).digest()
-
-
-def _stamp(anc: list[tuple[int, int, bytes]]) -> int:
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack_from(data)
-            return int(sec) * 1_000_000_000 + int(nsec)
-    return time.time_ns()

@@ -38,8 +38,8 @@ PACKET_IGNORE_OUTGOING = 23
 # every Linux architecture but parisc/sparc/alpha/mips; the cmsg carries a native timespec.
 SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
-_TIMESPEC = struct.Struct("@ll")
-_PACKET_MREQ = struct.Struct("iHH8s")
+TIMESPEC = struct.Struct("@ll")
+PACKET_MREQ = struct.Struct("iHH8s")
 
 # ARPHRD_* hardware types -> the link type of the frames a SOCK_RAW packet socket carries.
 _ARPHRD_LINK = {
@@ -70,7 +70,7 @@ class AfPacketDevice:
         self.ignore_outgoing_in_kernel = False
         self._buf = bytearray(_READ_SIZE)
         self._view = memoryview(self._buf)
-        self._ancsize = socket.CMSG_SPACE(_TIMESPEC.size)
+        self._ancsize = socket.CMSG_SPACE(TIMESPEC.size)
         with in_netns(netns):
             hatype = hw_type(ifname)
             link_type = _ARPHRD_LINK.get(hatype)
@@ -91,7 +91,7 @@ class AfPacketDevice:
                 sock.bind((ifname, ETH_P_ALL))
                 self.ifindex = socket.if_nametoindex(ifname)
                 if promisc:
-                    mreq = _PACKET_MREQ.pack(self.ifindex, PACKET_MR_PROMISC, 0, b"")
+                    mreq = PACKET_MREQ.pack(self.ifindex, PACKET_MR_PROMISC, 0, b"")
                     sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
                 sock.setblocking(False)
             except BaseException:
@@ -116,7 +116,7 @@ class AfPacketDevice:
             if flags & socket.MSG_TRUNC:
                 self.stats.errors += 1
                 continue
-            ts = _kernel_timestamp(ancdata)
+            ts = kernel_timestamp(ancdata)
             frame = bytes(self._view[:n])
             self.stats.count_in(frame)
             return ts, frame
@@ -155,10 +155,10 @@ class AfPacketDevice:
         return f"AfPacketDevice({self.ifname!r}{where})"
 
 
-def _kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int:
+def kernel_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack_from(data)
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
             return int(sec) * 1_000_000_000 + int(nsec)
     # The kernel always attaches it once SO_TIMESTAMPNS is on; fall back rather than fail.
     return time.time_ns()
