@@ -739,7 +739,10 @@ def _delack_observations(
     # spread widely without a clear grid (a tick on a busy host) are bounded by the longest.
     fit = infer_tick(times, TICKS)
     longest, spread = max(samples), max(samples) - min(samples)
-    if fit.ok:
+    # A timer armed by each segment fires a constant time after it; only a periodic tick
+    # scatters the delays. Constant delays on a grid mean our own sends were on one.
+    ticked = fit.ok and spread > max(10.0, 0.05 * fit.tick_ms)
+    if ticked:
         est = _timer(samples, fit.tick_ms)
         how = f"sent on a {fit.tick_ms:g} ms timer tick: up to {est.value:.0f} ms"
     elif spread > 0.25 * longest:
