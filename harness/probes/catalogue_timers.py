@@ -236,7 +236,12 @@ def _syn_observations(
     else:
         ratio = max(ratios)
         flat = next((i for i, r in enumerate(ratios) if r >= 1.2), len(ratios))
-        if ratio < 1.2:
+        if steady is gaps and 1.2 <= ratio < 1.3:
+            # Two intervals only, the first from the connect at any phase of a 500 ms tick:
+            # 2.5 s then 3 s is a flat 3 s timer, not a back-off of x1.2.
+            what = f"no back-off (x{ratio:g} from a first interval short by the tick phase)"
+            ratio = 1.0
+        elif ratio < 1.2:
             what = "no back-off"
         elif flat:
             what = f"{flat + 1 + len(gaps) - len(steady)} equal intervals, then x{ratio:g}"
