@@ -599,7 +599,7 @@ def _karn_observation(
     """Karn (RFC 6298 3): no RTT sample from a retransmitted segment. The next RTO then
     cannot depend on when the retransmission was acknowledged: whether the stack keeps its
     backed-off timer (RFC 6298 5.5-5.7) or resets it on new data, at once and late give the
-    same. A stack sampling the retransmission gets ~0 from the prompt ACK and ~1.8 RTO from
+    same. A stack sampling the retransmission gets ~0 from the prompt ACK and ~1.5 RTO from
     the late one, so its next RTO after the late ACK is about twice the other. (A stack that
     keeps the backed-off timer and samples from the retransmission ends up near the same
     value either way: that variant goes unnoticed.)"""
