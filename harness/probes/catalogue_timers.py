@@ -102,6 +102,26 @@ def _timer(samples: Sequence[float], tick: float | None) -> peer.Timer:
     return peer.Timer(float(nominal), Confidence(len(samples), (lo, nominal), 0.95))
 
 
+def _floor_timer(samples: Sequence[float], tick: float | None) -> peer.Timer:
+    """The lowest value a tick-driven timer takes across samples armed in different states.
+
+    An RTO floor is measured after prompt ACKs, but an ACK that happens to straddle the
+    target's tick gives a one-tick RTT sample and a timer one tick longer: the floor is the
+    smallest whole-tick value a sample clearly belongs to, not the largest. A sample within
+    2 % of a tick edge could belong to either side, so it decides only when no sample is clear.
+    """
+    if not tick:
+        return _timer(samples, tick)
+    clear = [s for s in samples if abs(s / tick - round(s / tick)) > 0.02]
+    if not clear:
+        return _timer(samples, tick)
+    nominal = min(math.ceil(s / tick) for s in clear) * tick
+    members = [s for s in clear if math.ceil(s / tick) * tick == nominal]
+    return peer.Timer(
+        float(nominal), Confidence(len(samples), (round(min(members), 1), nominal), 0.95)
+    )
+
+
 def _ratio(gaps: Sequence[float]) -> float | None:
     """The growth of successive intervals (their median ratio), None with fewer than two."""
     ratios = [b / a for a, b in itertools.pairwise(gaps) if a > 0]
@@ -509,7 +529,7 @@ def _data_observations(
 
     floors = [c.first_rto for c in trained if c.first_rto is not None]
     if floors:
-        est = _timer(floors, tick)
+        est = _floor_timer(floors, tick)
         ok = est.interval[1] >= 1000 - 50  # RFC 6298 2.4: at least 1 s (SHOULD)
         out.append(
             _obs(pid, "rto_min_ms", est.value, "conforms" if ok else "deviates",
