@@ -24,7 +24,7 @@ from typing import Any
 
 from harness.probes.observe import Observation, Value
 
-__all__ = ["ROWS", "Cell", "capabilities", "figure2", "render_markdown", "write"]
+__all__ = ["ROWS", "Cell", "capabilities", "declared", "figure2", "render_markdown", "write"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,64 @@ def capabilities(build: dict[str, Any] | None) -> dict[str, str]:
         return _lwip(opts)
     api = SOCKET_API.get(stack, "not declared")
     return {row: "not declared" for row, _ in ROWS} | {"Socket": api}
+
+
+def declared(build: dict[str, Any] | None) -> dict[str, bool]:
+    """Feature key -> on or off as the target's configuration declares it, for the on/off
+    features a configuration decides (what ``@pytest.mark.needs`` and Robot's ``Skip Unless``
+    read before anything is measured). Keys a configuration says nothing about are absent."""
+    build = build or {}
+    stack = str(build.get("stack", ""))
+    if stack == "local" and isinstance(build.get("tcp"), dict):
+        tcp = build["tcp"]
+        return {
+            "sack_permitted": bool(tcp.get("sack")),
+            "window_scale": bool(tcp.get("window_scale")),
+            "timestamps": bool(tcp.get("timestamps")),
+            "ecn": bool(tcp.get("ecn") or tcp.get("ecn_server")),
+            "tfo": bool(tcp.get("fast_open")),
+            "delayed_ack": bool(tcp.get("delayed_ack")),
+            "nagle": bool(tcp.get("nagle")),
+            "keepalive_default": bool(tcp.get("keepalive")),
+            "fast_retransmit": bool(tcp.get("fast_retransmit")),
+            "slow_start": tcp.get("congestion_control") not in (None, "none"),
+            "ooo_queue": bool(tcp.get("ooo_queue")),
+        }
+    if stack == "linux" and isinstance(build.get("sysctl"), dict):
+        sysctl = build["sysctl"]
+
+        def num(key: str) -> int | None:
+            text = str(sysctl.get(f"net.ipv4.{key}", "")).strip()
+            return int(text) if text.isdigit() else None
+
+        out = {"delayed_ack": True, "nagle": True, "keepalive_default": False,
+               "fast_retransmit": True, "slow_start": True, "ooo_queue": True}  # fmt: skip
+        for key, sysctl_key in (("sack_permitted", "tcp_sack"),
+                                ("window_scale", "tcp_window_scaling"),
+                                ("timestamps", "tcp_timestamps"), ("ecn", "tcp_ecn")):  # fmt: skip
+            if (v := num(sysctl_key)) is not None:
+                out[key] = v != 0  # tcp_ecn 2 (the default) answers a peer that asks
+        if (v := num("tcp_fastopen")) is not None:
+            out["tfo"] = bool(v & 2)  # bit 2: the server side
+        return out
+    if stack == "lwip":
+        opts = {**LWIP_DEFAULTS, **dict(build.get("options") or {})}
+
+        def on(name: str) -> bool:
+            return opts.get(name) not in (0, "0", None)
+
+        return {
+            "sack_permitted": on("LWIP_TCP_SACK_OUT"),
+            "window_scale": on("LWIP_WND_SCALE"),
+            "timestamps": on("LWIP_TCP_TIMESTAMPS"),
+            "ooo_queue": on("TCP_QUEUE_OOSEQ"),
+            "ecn": False,
+            "tfo": False,
+            "delayed_ack": True,
+            "nagle": True,
+            "keepalive_default": False,
+        }
+    return {}
 
 
 def _onoff(flag: object, what: str) -> str:

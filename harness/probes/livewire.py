@@ -23,10 +23,12 @@ import hashlib
 import ipaddress
 import select
 import socket
+import threading
 import time
 from collections import deque
 from pathlib import Path
 
+from harness.probes.capture import Packet, decode, read_frames
 from harness.probes.wire import WireInfo
 from stack.phy.netns import in_netns
 from stack.phy.packet import (
@@ -42,7 +44,7 @@ from stack.phy.packet import (
 )
 from stack.phy.pcapng import PcapngWriter
 
-__all__ = ["RAW_PEER_MAC", "LiveWire", "raw_peer_ip"]
+__all__ = ["RAW_PEER_MAC", "LinkRecorder", "LiveWire", "raw_peer_ip"]
 
 # Locally administered, unicast: "02" + "HIL" + a per-family byte.
 RAW_PEER_MAC = {4: bytes.fromhex("0248494c0004"), 6: bytes.fromhex("0248494c0006")}
@@ -193,20 +195,79 @@ class LiveWire:
         self._index.setdefault(ts_ns // 1000, []).append((_digest(frame), self._frames))
 
     def _read(self, wait_s: float) -> tuple[int, bytes, bool] | None:
-        """One frame from the receive socket: (kernel time ns, bytes, sent by this host)."""
-        end = time.monotonic() + wait_s
+        return _read_frame(self._rx, self._buf, self._anc, wait_s)
+
+
+def _read_frame(
+    rx: socket.socket, buf: bytearray, anc_size: int, wait_s: float
+) -> tuple[int, bytes, bool] | None:
+    """One frame from a receive socket: (kernel time ns, bytes, sent by this host)."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            n, anc, flags, addr = rx.recvmsg_into([buf], anc_size)
+        except BlockingIOError:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            select.select([rx], [], [], left)
+            continue
+        if flags & socket.MSG_TRUNC:
+            continue
+        return kernel_timestamp(anc), bytes(buf[:n]), addr[2] == PACKET_OUTGOING
+
+
+class LinkRecorder:
+    """Everything on ``ifname`` in ``netns`` to a pcapng file, from the moment it is made.
+
+    The record of a user's test. Unlike ``dumpcap``, which reports "Capturing on" before its
+    handle is live and so may miss a test's first SYN, the packet socket is bound before the
+    constructor returns: every frame from then on is queued for it. A thread writes them out
+    with their kernel stamps and directions; :meth:`stop` drains the queue and closes the file.
+    """
+
+    def __init__(self, netns: str | None, ifname: str, pcap: Path) -> None:
+        self.path = pcap
+        self.frames = 0
+        pcap.parent.mkdir(parents=True, exist_ok=True)
+        self._rx, tx = LiveWire._open(netns, ifname)
+        tx.close()
+        self._pcap = PcapngWriter(pcap, flush_every=64)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"rec-{ifname}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf, anc = bytearray(_READ), socket.CMSG_SPACE(TIMESPEC.size)
         while True:
-            try:
-                n, anc, flags, addr = self._rx.recvmsg_into([self._buf], self._anc)
-            except BlockingIOError:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return None
-                select.select([self._rx], [], [], left)
+            stopping = self._stop.is_set()
+            got = _read_frame(self._rx, buf, anc, 0.0 if stopping else 0.1)
+            if got is None:
+                if stopping:
+                    return
                 continue
-            if flags & socket.MSG_TRUNC:
-                continue
-            return kernel_timestamp(anc), bytes(self._buf[:n]), addr[2] == PACKET_OUTGOING
+            ts, data, outgoing = got
+            self._pcap.write(data, ts, direction="out" if outgoing else "in")
+            self.frames += 1
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(10)
+        self._rx.close()
+        self._pcap.close()
+
+    def packets(self) -> list[Packet]:
+        """The recorded frames decoded (after :meth:`stop`)."""
+        decoded = (decode(f.t, f.data, i) for i, f in enumerate(read_frames(self.path)))
+        return [p for p in decoded if p is not None]
+
+    def __enter__(self) -> LinkRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _digest(frame: bytes) -> bytes:

@@ -656,6 +656,7 @@ class Timeline:
         target's ISN. Options are laid out as Linux does (mss, sackOK, TS, nop, wscale);
         ``options`` replaces them with an explicit list.
         """
+        __tracebackhide__ = True  # a failing step reads as the script line, not ours
         step = self._step("inject")
         c = conn or self.conn
         exp = self._expected(at)
@@ -781,6 +782,7 @@ class Timeline:
         ``wscale``, ``ts``, ``sack`` = None demand the option be absent; ``match`` is a
         predicate on the whole :class:`Seg`. ``at=None``: any time up to ``max_wait_ms``.
         """
+        __tracebackhide__ = True  # a failing step reads as the script line, not ours
         step = self._step("expect")
         c = conn or self.conn
         tol = tolerance or self.tolerance
@@ -865,6 +867,7 @@ class Timeline:
     def expect_nothing(self, for_ms: float) -> None:
         """The target sends no TCP segment (on any connection) for ``for_ms`` after the previous
         event; the end of that quiet period becomes the previous event."""
+        __tracebackhide__ = True  # a failing step reads as the script line, not ours
         step = self._step("expect_nothing")
         start = self.last_ms
         end_us = self._us(start + for_ms)
@@ -924,6 +927,7 @@ class Timeline:
     def finish(self, quiet_ms: float = 0.0) -> None:
         """End of script: nothing the target sent may be left unexpected (after ``quiet_ms``
         more of listening, if given)."""
+        __tracebackhide__ = True  # a failing step reads as the script line, not ours
         if quiet_ms > 0:
             self.expect_nothing(quiet_ms)
             return
