@@ -14,3 +14,5 @@ from hypothesis import settings
 settings.register_profile("default", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+pytest_plugins = ["pytester"]  # the tcp-hil pytest plugin is tested by running pytest
